@@ -1,0 +1,41 @@
+# The two commands of a fresh machine: `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+PG_TEST_URL ?= postgresql://root@127.0.0.1:5432/test
+
+.PHONY: run test test-sqlite test-postgres worker web sandboxes migrate clean
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+run: $(STAMP)  ## web + worker + ERP sandboxes on embedded defaults, demo seeded
+	$(BIN)/python scripts/run.py
+
+test: $(STAMP)  ## the whole suite on SQLite, then on PostgreSQL
+	$(MAKE) --no-print-directory test-sqlite
+	$(MAKE) --no-print-directory test-postgres
+
+test-sqlite: $(STAMP)
+	TEST_DATABASE=sqlite $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-postgres: $(STAMP)
+	TEST_DATABASE=postgresql TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -q -p no:cacheprovider -m "not connector_only" $(PYTEST_ARGS)
+
+worker: $(STAMP)
+	$(BIN)/python worker.py
+
+web: $(STAMP)
+	$(BIN)/gunicorn -w 2 -b 127.0.0.1:5000 wsgi:app
+
+sandboxes: $(STAMP)
+	$(BIN)/python -m integrations.sandbox_server
+
+migrate: $(STAMP)
+	$(BIN)/flask --app wsgi db upgrade
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,1 @@
+"""ERP-facing code. Nothing in this package imports Flask or the database."""

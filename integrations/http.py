@@ -1,0 +1,292 @@
+"""One HTTP client for every connector.
+
+- timeouts on every call, retries with exponential backoff and jitter for transient failures,
+  Retry-After honoured on 429/503;
+- a rate limiter per ERP account kept in Redis, so any number of workers on any number of
+  machines share one budget (sliding-window log per window, atomic in a Lua script);
+- an optional cap on requests in flight per account (a Redis semaphore);
+- secrets redacted from every log line this module (or a connector through it) writes.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
+
+import requests
+
+from .base import AuthError, RateLimit, RateLimitedError, TransientError
+
+log = logging.getLogger("integrations.http")
+
+SECRET_HEADERS = {"authorization", "access-token", "secret-access-token", "x-token", "partner-token",
+                  "app_key", "app_secret", "appkey", "appsecret", "token", "secret-access-token", "cookie"}
+
+
+# --------------------------------------------------------------------------- redaction
+class SecretRegistry:
+    """Values that must never reach a log line (credentials, tokens). Process-wide."""
+
+    _lock = threading.Lock()
+    _values: set[str] = set()
+
+    @classmethod
+    def add(cls, *values: str) -> None:
+        with cls._lock:
+            cls._values.update(v for v in values if v and len(v) >= 4)
+
+    @classmethod
+    def redact(cls, text: str) -> str:
+        if not text:
+            return text
+        for v in sorted(cls._values, key=len, reverse=True):
+            if v in text:
+                text = text.replace(v, "***")
+        return _TOKENISH.sub(lambda m: m.group(1) + "***", text)
+
+
+_TOKENISH = re.compile(r"((?:access[_-]?token|secret[_-]?access[_-]?token|refresh_token|client_secret|app_secret|"
+                       r"app_key|password|Bearer)[\"']?\s*[:= ]\s*[\"']?)[^\s\"'&,}]+", re.I)
+
+
+class RedactingFilter(logging.Filter):
+    """Attach to handlers: rewrites the formatted message with secrets removed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+        except Exception:  # pragma: no cover - a broken format string should still log
+            msg = str(record.msg)
+        record.msg = SecretRegistry.redact(msg)
+        record.args = ()
+        return True
+
+
+def install_redaction(logger: logging.Logger | None = None) -> None:
+    """Add the redacting filter to every handler of the root logger (idempotent)."""
+    target = logger or logging.getLogger()
+    for handler in target.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+
+
+# --------------------------------------------------------------------------- rate limiting
+_ACQUIRE = """
+-- KEYS: one sorted set per window. ARGV: now_ms, member, then (limit, window_ms) pairs.
+local now = tonumber(ARGV[1])
+local member = ARGV[2]
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[1 + i * 2])
+  local window = tonumber(ARGV[2 + i * 2])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local count = redis.call('ZCARD', key)
+  if count >= limit then
+    local oldest = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+    local w = tonumber(oldest[2]) + window - now
+    if w > wait then wait = w end
+  end
+end
+if wait > 0 then return wait end
+for i, key in ipairs(KEYS) do
+  local window = tonumber(ARGV[2 + i * 2])
+  redis.call('ZADD', key, now, member)
+  redis.call('PEXPIRE', key, math.ceil(window) + 1000)
+end
+return 0
+"""
+
+
+class RedisRateLimiter:
+    """Sliding-window limiter shared by every process that talks to the same Redis.
+
+    `safety` widens each window a little: requests leave here and arrive at the ERP with
+    network jitter, and the ERP counts by arrival, so a window of exactly 1 s would sometimes
+    let one request too many land inside the ERP's second.
+    """
+
+    def __init__(self, redis, prefix: str = "tecpet:ratelimit", safety: float = 0.04):
+        self.redis = redis
+        self.prefix = prefix
+        self.safety = safety
+        self._script = redis.register_script(_ACQUIRE)
+
+    def _now_ms(self) -> float:
+        sec, usec = self.redis.time()
+        return sec * 1000.0 + usec / 1000.0
+
+    def try_acquire(self, account_key: str, limit: RateLimit) -> float:
+        """Take one request slot now, or return the seconds to wait before trying again."""
+        keys, args = [], [0, uuid.uuid4().hex]
+        for count, seconds in limit.windows:
+            keys.append(f"{self.prefix}:{account_key}:{count}/{seconds}")
+            args += [count, seconds * 1000.0 * (1 + self.safety)]
+        args[0] = self._now_ms()
+        wait_ms = float(self._script(keys=keys, args=args))
+        return wait_ms / 1000.0
+
+    def acquire(self, account_key: str, limit: RateLimit, max_wait: float = 120.0) -> None:
+        deadline = time.monotonic() + max_wait
+        while True:
+            wait = self.try_acquire(account_key, limit)
+            if wait <= 0:
+                return
+            if time.monotonic() + wait > deadline:
+                raise RateLimitedError("Our own request budget for this ERP account is used up",
+                                       retry_after=wait)
+            time.sleep(min(wait, 5.0) + random.uniform(0, 0.005))
+
+
+class RedisSemaphore:
+    """At most N requests in flight per account across all workers (leases expire)."""
+
+    def __init__(self, redis, prefix: str = "tecpet:inflight", lease_seconds: float = 60.0):
+        self.redis = redis
+        self.prefix = prefix
+        self.lease = lease_seconds
+
+    @contextmanager
+    def hold(self, account_key: str, slots: int) -> Iterator[None]:
+        key = f"{self.prefix}:{account_key}"
+        token = uuid.uuid4().hex
+        while True:
+            now = time.time()
+            pipe = self.redis.pipeline()
+            pipe.zremrangebyscore(key, "-inf", now - self.lease)
+            pipe.zadd(key, {token: now})
+            pipe.zrank(key, token)
+            pipe.expire(key, int(self.lease) + 5)
+            _, _, rank, _ = pipe.execute()
+            if rank is not None and rank < slots:
+                break
+            self.redis.zrem(key, token)
+            time.sleep(0.01 + random.uniform(0, 0.01))
+        try:
+            yield
+        finally:
+            self.redis.zrem(key, token)
+
+
+# --------------------------------------------------------------------------- the client
+class HttpClient:
+    """The shared session. Connectors call `request`; it returns a `requests.Response`.
+
+    It raises TransientError after exhausting retries on network errors and 5xx,
+    RateLimitedError after exhausting retries on 429. Other statuses are returned for the
+    connector to interpret (ERPs put their error details in the body).
+    """
+
+    def __init__(self, redis=None, *, timeout: float = 20.0, retries: int = 3,
+                 backoff: float = 0.5, max_backoff: float = 20.0, user_agent: str = "TecPet-Integrations/1.0"):
+        self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=32, pool_maxsize=64, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.redis = redis
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.user_agent = user_agent
+        self.limiter = RedisRateLimiter(redis) if redis is not None else None
+        self.inflight = RedisSemaphore(redis) if redis is not None else None
+        self.sleep = time.sleep
+
+    # -- coordination helpers connectors may use
+    @contextmanager
+    def lock(self, name: str, timeout: float = 60.0, wait: float = 60.0) -> Iterator[None]:
+        """A lock shared by every worker (token refresh per account, for instance)."""
+        if self.redis is None:
+            yield
+            return
+        lock = self.redis.lock(f"tecpet:lock:{name}", timeout=timeout, blocking_timeout=wait)
+        if not lock.acquire():
+            raise TransientError(f"Could not take the lock {name!r} in {wait:.0f}s")
+        try:
+            yield
+        finally:
+            try:
+                lock.release()
+            except Exception:  # lease expired: someone else may hold it now
+                log.warning("lock %s expired before release", name)
+
+    def backoff_delay(self, attempt: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_backoff) + random.uniform(0, 0.05)
+        base = min(self.max_backoff, self.backoff * (2 ** attempt))
+        return random.uniform(base / 2, base)
+
+    def request(self, method: str, url: str, *, account_key: str | None = None,
+                rate_limit: RateLimit | None = None, headers: dict[str, str] | None = None,
+                secrets: Iterable[str] = (), retry_statuses: Iterable[int] = (500, 502, 503, 504),
+                timeout: float | None = None, retries: int | None = None, **kwargs: Any) -> requests.Response:
+        SecretRegistry.add(*secrets)
+        hdrs = {"User-Agent": self.user_agent}
+        hdrs.update(headers or {})
+        attempts = (self.retries if retries is None else retries) + 1
+        last_error: Exception | None = None
+        retry_statuses = set(retry_statuses)
+        for attempt in range(attempts):
+            started = time.monotonic()
+            try:
+                if rate_limit is not None and account_key and self.limiter is not None:
+                    self.limiter.acquire(account_key, rate_limit)
+                if rate_limit is not None and rate_limit.max_concurrency and account_key and self.inflight:
+                    with self.inflight.hold(account_key, rate_limit.max_concurrency):
+                        resp = self.session.request(method, url, headers=hdrs, timeout=timeout or self.timeout, **kwargs)
+                else:
+                    resp = self.session.request(method, url, headers=hdrs, timeout=timeout or self.timeout, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last_error = TransientError(f"Could not reach the ERP ({type(exc).__name__})")
+                log.info("%s %s failed: %s (attempt %d/%d)", method, _safe_url(url), type(exc).__name__, attempt + 1, attempts)
+                if attempt + 1 < attempts:
+                    self.sleep(self.backoff_delay(attempt))
+                continue
+            elapsed = (time.monotonic() - started) * 1000
+            log.debug("%s %s -> %s in %.0f ms", method, _safe_url(url), resp.status_code, elapsed)
+            if resp.status_code == 429:
+                retry_after = _retry_after(resp)
+                last_error = RateLimitedError(retry_after=retry_after or 1.0, status=429, raw=_body(resp))
+                if attempt + 1 < attempts:
+                    self.sleep(self.backoff_delay(attempt, retry_after if retry_after is not None else 1.0 * (attempt + 1)))
+                continue
+            if resp.status_code in retry_statuses:
+                last_error = TransientError(f"The ERP answered HTTP {resp.status_code}", status=resp.status_code,
+                                            raw=_body(resp))
+                if attempt + 1 < attempts:
+                    self.sleep(self.backoff_delay(attempt, _retry_after(resp)))
+                continue
+            return resp
+        assert last_error is not None
+        raise last_error
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    value = resp.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _body(resp: requests.Response) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        return resp.text[:500]
+
+
+def _safe_url(url: str) -> str:
+    return SecretRegistry.redact(url)
+
+
+def raise_for_auth(resp: requests.Response, message: str = "The ERP rejected the credentials") -> None:
+    if resp.status_code in (401,):
+        raise AuthError(message, status=resp.status_code, raw=_body(resp))

@@ -1,0 +1,34 @@
+"""Every ERP the product knows: one line each. Import paths are resolved lazily."""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .base import Connector
+
+CONNECTORS: dict[str, str] = {
+    "vhsys": "integrations.vhsys.client:VhsysConnector",
+}
+
+SANDBOXES: dict[str, str] = {name: path.rsplit(".client:", 1)[0] + ".sandbox:Sandbox" for name, path in CONNECTORS.items()}
+
+
+def _load(path: str):
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def connector_class(name: str) -> "type[Connector]":
+    try:
+        return _load(CONNECTORS[name])
+    except KeyError:
+        raise KeyError(f"unknown ERP {name!r}; known: {', '.join(sorted(CONNECTORS))}") from None
+
+
+def sandbox_class(name: str):
+    return _load(SANDBOXES[name])
+
+
+def all_connectors() -> "list[type[Connector]]":
+    return [connector_class(n) for n in CONNECTORS]

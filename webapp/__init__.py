@@ -1,0 +1,59 @@
+"""The web application: create_app() wires configuration, extensions and blueprints."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask, redirect, url_for
+from flask_login import current_user
+
+from integrations.http import install_redaction
+
+from .config import Config
+from .extensions import csrf, db, login_manager, migrate, sqlite_pragmas
+
+
+def create_app(config: Config | None = None, **overrides) -> Flask:
+    app = Flask(__name__)
+    cfg = config or Config(**overrides)
+    app.config.from_object(cfg)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_redaction()
+
+    db.init_app(app)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        from sqlalchemy import event
+        with app.app_context():
+            event.listen(db.engine, "connect", sqlite_pragmas)
+    migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in."
+
+    from . import models  # noqa: F401  (tables for migrations)
+    from .blueprints import register_blueprints
+    register_blueprints(app)
+
+    from .records_cli import records
+    from .cli import register_cli
+    app.cli.add_command(records)
+    register_cli(app)
+
+    from .formatting import register_filters
+    register_filters(app)
+
+    @app.route("/")
+    def index():
+        if not current_user.is_authenticated:
+            return redirect(url_for("auth.login"))
+        if current_user.is_support:
+            return redirect(url_for("support.clinics"))
+        return redirect(url_for("dashboard.show", clinic_id=current_user.clinic_id))
+
+    @app.route("/healthz")
+    def healthz():
+        return {"ok": True}
+
+    return app

@@ -1,0 +1,44 @@
+"""Configuration from the environment, with embedded defaults for a laptop or the demo."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+
+
+def _default_database_url() -> str:
+    VAR.mkdir(exist_ok=True)
+    return f"sqlite:///{VAR / 'tecpet.db'}"
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept postgres:// and postgresql:// and use the psycopg 3 driver for them."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+class Config:
+    def __init__(self, **overrides):
+        env = os.environ
+        self.SECRET_KEY = env.get("SECRET_KEY") or "dev-only-secret-change-me"
+        self.SQLALCHEMY_DATABASE_URI = normalize_database_url(env.get("DATABASE_URL") or _default_database_url())
+        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        self.REDIS_URL = env.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        self.FERNET_KEY = env.get("TECPET_FERNET_KEY", "")
+        self.DEMO = env.get("TECPET_DEMO", "0") == "1"
+        self.PULL_INTERVAL_SECONDS = int(env.get("TECPET_PULL_INTERVAL", "300"))
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.SESSION_COOKIE_SECURE = env.get("TECPET_HTTPS", "0") == "1"
+        self.REMEMBER_COOKIE_HTTPONLY = True
+        self.WTF_CSRF_TIME_LIMIT = None
+        self.SANDBOX_URLS = json.loads(env.get("TECPET_SANDBOX_URLS") or "{}")
+        self.PUBLIC_URL = env.get("TECPET_PUBLIC_URL", "http://127.0.0.1:5000")
+        for k, v in overrides.items():
+            setattr(self, k, v)

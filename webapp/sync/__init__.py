@@ -1,0 +1,1 @@
+"""DB-aware orchestration run by RQ: the outbox, sync runs, push and pull jobs."""

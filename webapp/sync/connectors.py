@@ -1,0 +1,59 @@
+"""Build a connector for an integration: decrypt credentials, share one HTTP client per process."""
+from __future__ import annotations
+
+from flask import current_app
+from sqlalchemy import update
+
+from integrations.base import Connector, ConnectorContext, Feature
+from integrations.http import HttpClient
+from integrations.registry import connector_class
+
+from .. import credentials
+from ..extensions import db
+from ..models import Integration
+from ..queues import redis_connection
+
+
+def http_client() -> HttpClient:
+    """One HTTP client (and connection pool) per process, sharing the Redis rate limiter."""
+    client = current_app.extensions.get("tecpet_http")
+    if client is None:
+        client = HttpClient(redis_connection())
+        current_app.extensions["tecpet_http"] = client
+    return client
+
+
+def account_key(integration: Integration) -> str:
+    return f"{integration.erp}:{integration.id}"
+
+
+def build_connector(integration: Integration, creds: dict | None = None,
+                    settings: dict | None = None) -> Connector:
+    cls = connector_class(integration.erp)
+    integration_id = integration.id
+
+    def save_credentials(new_creds: dict[str, str]) -> None:
+        # Written outside the job's transaction: a refreshed (rotated) token must survive a rollback.
+        blob = credentials.encrypt(new_creds)
+        with db.engine.begin() as conn:
+            conn.execute(update(Integration).where(Integration.id == integration_id)
+                         .values(credentials_encrypted=blob))
+
+    ctx = ConnectorContext(
+        credentials=creds if creds is not None else credentials.decrypt(integration.credentials_encrypted),
+        settings=dict(settings if settings is not None else (integration.settings or {})),
+        http=http_client(),
+        account_key=account_key(integration),
+        save_credentials=save_credentials,
+    )
+    return cls(ctx)
+
+
+def requirements_for(integration: Integration | None):
+    if integration is None:
+        return ()
+    return connector_class(integration.erp).record_requirements
+
+
+def feature_on(integration: Integration, feature: Feature) -> bool:
+    return feature.value in (integration.features or []) and connector_class(integration.erp).offers(feature)

@@ -1,0 +1,132 @@
+"""The RQ entry points. Jobs carry a run id only; everything else is read from the database."""
+from __future__ import annotations
+
+import logging
+
+from flask import current_app, has_app_context
+from sqlalchemy import select
+
+from integrations.base import AuthError, ConnectorError, RateLimitedError, TransientError
+
+from ..extensions import db
+from ..models import Integration, Notification, SyncRecord, SyncRun, utcnow
+from . import outbox, runs
+from .connectors import build_connector
+from .pull import pull_all
+from .push import push_customer_chunk, push_invoice
+
+log = logging.getLogger(__name__)
+PAUSE_AFTER_FAILURES = 5
+_app = None
+
+
+def _with_app(fn, *args):
+    global _app
+    if has_app_context():
+        return fn(*args)
+    if _app is None:
+        from .. import create_app
+        _app = create_app()
+    with _app.app_context():
+        try:
+            return fn(*args)
+        finally:
+            db.session.remove()
+
+
+def execute_run(run_id: int) -> str:
+    return _with_app(_execute_run, run_id)
+
+
+def tick() -> dict:
+    """Periodic work any worker may do (guarded by a Redis lock): dispatch, sweep, scheduled pulls."""
+    return _with_app(_tick)
+
+
+def _tick() -> dict:
+    from .schedule import schedule_pulls
+    pulls = schedule_pulls()
+    return {"pulls": pulls, "dispatched": outbox.dispatch(), "swept": outbox.sweep()}
+
+
+def _execute_run(run_id: int) -> str:
+    run = db.session.get(SyncRun, run_id)
+    if run is None:
+        return "missing"
+    if run.finished:
+        return run.status
+    integration = db.session.get(Integration, run.integration_id)
+    if integration is None or not integration.enabled:
+        runs.finish(run, error="The integration is disabled")
+        db.session.commit()
+        return run.status
+    if integration.paused:
+        runs.finish(run, error=f"The integration is paused: {integration.paused_reason}")
+        db.session.commit()
+        return run.status
+    runs.start(run)
+    db.session.commit()
+    try:
+        connector = build_connector(integration)
+        if run.direction == "pull":
+            pull_all(run, integration, connector)
+        elif run.entity == "customer":
+            size = max(1, type(connector).batch_size)
+            while ids := runs.pending_ids(run, size):
+                push_customer_chunk(run, integration, connector, ids)
+        else:
+            for rec_id in runs.pending_ids(run, 100000):
+                rec = db.session.get(SyncRecord, rec_id)
+                push_invoice(run, integration, connector, rec)
+    except (RateLimitedError, TransientError) as exc:
+        db.session.rollback()
+        return _postpone(run_id, exc)
+    except AuthError as exc:
+        db.session.rollback()
+        return _fail(run_id, f"The ERP refused the credentials: {exc.plain()}. Support must update them.")
+    except ConnectorError as exc:
+        db.session.rollback()
+        return _fail(run_id, exc.plain())
+    run = db.session.get(SyncRun, run_id)
+    runs.finish(run)
+    integration.consecutive_failures = 0
+    db.session.commit()
+    return run.status
+
+
+def _postpone(run_id: int, exc: ConnectorError) -> str:
+    """The ERP is busy or unreachable: keep the remaining records pending and try again later."""
+    run = db.session.get(SyncRun, run_id)
+    integration = db.session.get(Integration, run.integration_id)
+    run.status = "queued"
+    run.error = f"Waiting to retry: {exc.plain()}"
+    run.attempts = (run.attempts or 0) + 1
+    _count_failure(integration, exc.plain())
+    db.session.commit()
+    delay = getattr(exc, "retry_after", None) or min(300, 5 * 2 ** min(run.attempts, 6))
+    if not integration.paused:
+        outbox.enqueue_run(run, delay=delay)
+    else:
+        runs.finish(run, error=run.error)
+        db.session.commit()
+    return "postponed"
+
+
+def _fail(run_id: int, message: str) -> str:
+    run = db.session.get(SyncRun, run_id)
+    integration = db.session.get(Integration, run.integration_id)
+    runs.finish(run, error=message)
+    _count_failure(integration, message)
+    db.session.commit()
+    return run.status
+
+
+def _count_failure(integration: Integration, message: str) -> None:
+    integration.consecutive_failures = (integration.consecutive_failures or 0) + 1
+    if integration.consecutive_failures >= PAUSE_AFTER_FAILURES and not integration.paused:
+        integration.paused_reason = (f"Paused after {integration.consecutive_failures} failures in a row. "
+                                     f"Last error: {message}")
+        db.session.add(Notification(clinic_id=integration.clinic_id, audience="support",
+                                    message=f"{integration.erp} integration of clinic {integration.clinic_id} "
+                                            f"paused: {message}"))
+        log.warning("integration %s paused after repeated failures", integration.id)

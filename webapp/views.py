@@ -1,0 +1,81 @@
+"""Read models for pages: plain queries, scoped by clinic, with keyset pagination."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import case, func, select
+
+from integrations.base import capability_panel
+from integrations.registry import connector_class
+
+from .extensions import db
+from .models import Customer, Integration, SyncRun, utcnow
+
+
+def active_integration(clinic_id: int) -> Integration | None:
+    rows = list(db.session.scalars(select(Integration).where(Integration.clinic_id == clinic_id)
+                                   .order_by(Integration.enabled.desc(), Integration.updated_at.desc())))
+    return rows[0] if rows else None
+
+
+def integration_status(integration: Integration | None) -> tuple[str, str]:
+    """(healthy | degraded | failing | paused | disabled | none, why)."""
+    if integration is None:
+        return "none", "No integration yet. Contact TecPet support to connect your ERP."
+    if not integration.enabled:
+        return "disabled", "The integration is disabled."
+    if integration.paused:
+        return "paused", integration.paused_reason
+    last = db.session.scalars(select(SyncRun).where(SyncRun.integration_id == integration.id,
+                                                    SyncRun.status.in_(("succeeded", "partial", "failed")))
+                              .order_by(SyncRun.id.desc()).limit(5)).all()
+    if not last:
+        return "healthy", "Enabled; waiting for the first sync."
+    if last[0].status == "failed":
+        return "failing", last[0].error or "The last sync failed."
+    if any(r.status != "succeeded" for r in last):
+        return "degraded", "Some records failed recently: see the sync history."
+    return "healthy", "All recent syncs succeeded."
+
+
+def health_summary(clinic_id: int) -> dict:
+    total, with_errors, with_warnings = db.session.execute(
+        select(func.count(), func.coalesce(func.sum(case((Customer.health_errors > 0, 1), else_=0)), 0),
+               func.coalesce(func.sum(case((Customer.health_warnings > 0, 1), else_=0)), 0))
+        .where(Customer.clinic_id == clinic_id)).one()
+    ready = total - with_errors
+    return {"total": total, "with_errors": with_errors, "with_warnings": with_warnings, "ready": ready,
+            "score": round(100.0 * ready / total, 1) if total else 100.0}
+
+
+def daily_counts(clinic_id: int, days: int = 30) -> list[dict]:
+    since = utcnow() - timedelta(days=days)
+    day = func.date(SyncRun.queued_at)
+    rows = db.session.execute(select(day, func.sum(SyncRun.created), func.sum(SyncRun.updated), func.sum(SyncRun.failed))
+                              .where(SyncRun.clinic_id == clinic_id, SyncRun.queued_at >= since)
+                              .group_by(day).order_by(day)).all()
+    return [{"day": str(r[0]), "created": int(r[1] or 0), "updated": int(r[2] or 0), "failed": int(r[3] or 0)}
+            for r in rows]
+
+
+def dashboard_context(clinic) -> dict:
+    integration = active_integration(clinic.id)
+    status, why = integration_status(integration)
+    runs = db.session.scalars(select(SyncRun).where(SyncRun.clinic_id == clinic.id)
+                              .order_by(SyncRun.id.desc()).limit(5)).all()
+    panel = capability_panel(connector_class(integration.erp)) if integration else []
+    notes = connector_class(integration.erp).notes if integration else ()
+    return {"integration": integration, "status": status, "status_why": why, "runs": runs, "panel": panel,
+            "notes": notes, "health": health_summary(clinic.id), "daily": daily_counts(clinic.id)}
+
+
+def keyset(query, column, after: int | None, per_page: int, descending: bool = True):
+    """Keyset pagination on an integer id column: stays fast on page 1,000 as on page 1."""
+    if after:
+        query = query.where(column < after if descending else column > after)
+    query = query.order_by(column.desc() if descending else column).limit(per_page + 1)
+    rows = list(db.session.scalars(query))
+    more = len(rows) > per_page
+    rows = rows[:per_page]
+    next_after = getattr(rows[-1], column.key) if (more and rows) else None
+    return rows, next_after
