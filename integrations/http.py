@@ -92,7 +92,7 @@ for i, key in ipairs(KEYS) do
     if w > wait then wait = w end
   end
 end
-if wait > 0 then return wait end
+if wait > 0 then return tostring(wait) end
 for i, key in ipairs(KEYS) do
   local window = tonumber(ARGV[2 + i * 2])
   redis.call('ZADD', key, now, member)

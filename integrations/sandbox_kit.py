@@ -46,7 +46,7 @@ class SandboxApp:
 
     def __init__(self, **faults: Any):
         self.lock = threading.RLock()
-        self.url_map = Map(list(self.rules) + [
+        self.url_map = Map([r.empty() for r in self.rules] + [
             Rule("/__sandbox__/stats", endpoint="_stats", methods=["GET"]),
             Rule("/__sandbox__/faults", endpoint="_faults", methods=["POST"]),
             Rule("/__sandbox__/reset", endpoint="_reset", methods=["POST"]),
