@@ -231,6 +231,8 @@ class SyncRun(db.Model):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    job_id: Mapped[str] = mapped_column(String(64), default="")   # the RQ job carrying it now
+    enqueues: Mapped[int] = mapped_column(Integer, default=0)
 
     @property
     def finished(self) -> bool:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import current_app, has_app_context
 from sqlalchemy import select
 
-from integrations.base import AuthError, ConnectorError, RateLimitedError, TransientError
+from integrations.base import AuthError, Connector, ConnectorError, RateLimitedError, TransientError
 
 from ..extensions import db
 from ..models import Integration, Notification, SyncRecord, SyncRun, utcnow
@@ -17,6 +18,7 @@ from .push import push_customer_chunk, push_invoice
 
 log = logging.getLogger(__name__)
 PAUSE_AFTER_FAILURES = 5
+SLICE_SECONDS = 20.0  # one job's share of a worker before it yields to other queued work
 _app = None
 
 
@@ -66,18 +68,21 @@ def _execute_run(run_id: int) -> str:
         return run.status
     runs.start(run)
     db.session.commit()
+    deadline = time.monotonic() + current_app.config.get("JOB_SLICE_SECONDS", SLICE_SECONDS)
     try:
         connector = build_connector(integration)
         if run.direction == "pull":
             pull_all(run, integration, connector)
         elif run.entity == "customer":
-            size = max(1, type(connector).batch_size)
-            while ids := runs.pending_ids(run, size):
+            while ids := runs.pending_ids(run, chunk_size(connector)):
+                if time.monotonic() > deadline:
+                    return _continue_later(run)
                 push_customer_chunk(run, integration, connector, ids)
         else:
-            for rec_id in runs.pending_ids(run, 100000):
-                rec = db.session.get(SyncRecord, rec_id)
-                push_invoice(run, integration, connector, rec)
+            while ids := runs.pending_ids(run, 1):
+                if time.monotonic() > deadline:
+                    return _continue_later(run)
+                push_invoice(run, integration, connector, db.session.get(SyncRecord, ids[0]))
     except (RateLimitedError, TransientError) as exc:
         db.session.rollback()
         return _postpone(run_id, exc)
@@ -92,6 +97,22 @@ def _execute_run(run_id: int) -> str:
     integration.consecutive_failures = 0
     db.session.commit()
     return run.status
+
+
+def _continue_later(run: SyncRun) -> str:
+    """A bounded slice is done: go to the back of the queue so other clinics' work interleaves."""
+    run.status = "queued"
+    db.session.commit()
+    outbox.enqueue_run(run)
+    return "continued"
+
+
+def chunk_size(connector) -> int:
+    """Records per committed step: the ERP's batch when it has batch calls; otherwise small
+    steps, so the progress bar moves and a crash repeats little."""
+    cls = type(connector)
+    batched = cls.upsert_customers is not Connector.upsert_customers
+    return max(1, cls.batch_size if batched else min(cls.batch_size, 10))
 
 
 def _postpone(run_id: int, exc: ConnectorError) -> str:

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from redis.exceptions import RedisError
 from rq import Retry
+from rq.rate_limit import RateLimit
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import select
@@ -102,16 +103,18 @@ def dispatch(limit: int = 5000) -> list[int]:
     return [r.id for r in planned]
 
 
-def job_id(run: SyncRun) -> str:
-    return f"run-{run.id}-a{run.attempts or 0}"
+IN_FLIGHT_PER_INTEGRATION = 2
 
 
 def enqueue_run(run: SyncRun, delay: float | None = None) -> bool:
-    """Put the run's job on its queue. A Redis failure leaves it for the sweeper: nothing is lost."""
+    """Put the run's job on its queue (ids only). A Redis failure leaves it for the sweeper."""
+    job_id = f"run-{run.id}-{(run.enqueues or 0) + 1}"
     try:
         q = queue(queue_for(run))
-        kwargs = dict(job_id=job_id(run), job_timeout=3600, result_ttl=600, failure_ttl=7 * 86400,
-                      retry=Retry(max=3, interval=[5, 30, 120]), description=f"{run.direction} {run.entity} run {run.id}")
+        kwargs = dict(job_id=job_id, job_timeout=3600, result_ttl=600, failure_ttl=7 * 86400,
+                      retry=Retry(max=3, interval=[5, 30, 120]), description=f"{run.direction} {run.entity} run {run.id}",
+                      # RQ's own cap: one clinic's runs never hold more than N workers at once
+                      rate_limit=RateLimit(f"tecpet:integration:{run.integration_id}", IN_FLIGHT_PER_INTEGRATION))
         if delay:
             q.enqueue_in(timedelta(seconds=delay), "webapp.sync.jobs.execute_run", run.id, **kwargs)
         else:
@@ -119,14 +122,18 @@ def enqueue_run(run: SyncRun, delay: float | None = None) -> bool:
     except RedisError as exc:
         log.warning("run %s not enqueued (%s); the sweeper will retry", run.id, type(exc).__name__)
         return False
+    run.enqueues = (run.enqueues or 0) + 1
+    run.job_id = job_id
     run.enqueued_at = utcnow()
     db.session.commit()
     return True
 
 
 def _job_alive(run: SyncRun) -> bool:
+    if not run.job_id:
+        return False
     try:
-        job = Job.fetch(job_id(run), connection=redis_connection())
+        job = Job.fetch(run.job_id, connection=redis_connection())
     except NoSuchJobError:
         return False
     status = job.get_status(refresh=False)
@@ -146,7 +153,6 @@ def sweep() -> list[int]:
         except RedisError:
             return requeued
         if not alive:
-            run.attempts = (run.attempts or 0) + 1
             if enqueue_run(run):
                 requeued.append(run.id)
     stale = db.session.scalars(select(SyncRun).where(SyncRun.status == "running",

@@ -85,6 +85,8 @@ def push_customer_chunk(run: SyncRun, integration: Integration, connector, recor
         return
     results = connector.upsert_customers([(record, b.remote_id if b.state == "bound" else None)
                                           for _, record, b, _ in to_push])
+    if len(results) != len(to_push):
+        raise ConnectorError(f"The connector answered {len(results)} outcomes for {len(to_push)} customers")
     for (rec, record, b, payload_hash), result in zip(to_push, results):
         if isinstance(result, PushResult):
             outcome = "created" if result.created else "updated"

@@ -30,7 +30,6 @@ def start(run: SyncRun) -> None:
     run.status = "running"
     run.started_at = run.started_at or now
     run.heartbeat_at = now
-    run.attempts = (run.attempts or 0) + 1
 
 
 def set_outcome(run: SyncRun, rec: SyncRecord, outcome: str, message: str = "", remote_id: str = "") -> None:

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 492298227a89
+Revision ID: 4d2c4b9438e2
 Revises: 
-Create Date: 2026-11-25 21:20:52.315931
+Create Date: 2026-11-25 21:30:35.013468
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '492298227a89'
+revision = '4d2c4b9438e2'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -249,6 +249,8 @@ def upgrade():
     sa.Column('heartbeat_at', sa.DateTime(), nullable=True),
     sa.Column('finished_at', sa.DateTime(), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('job_id', sa.String(length=64), nullable=False),
+    sa.Column('enqueues', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['clinic_id'], ['clinics.id'], ),
     sa.ForeignKeyConstraint(['integration_id'], ['integrations.id'], ),
     sa.PrimaryKeyConstraint('id')
