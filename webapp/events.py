@@ -13,7 +13,7 @@ from sqlalchemy import select
 from .extensions import db
 from .models import Customer, Invoice
 from .sync import outbox
-from .sync.pull import refresh_health
+from .record_health import refresh_health
 from .views import active_integration
 
 CUSTOMER_TEXT_LIMITS = {"name": 255, "state_registration": 30, "email": 254, "phone": 30, "street": 255,
@@ -79,12 +79,21 @@ def upsert_customer(clinic_id: int, data: dict) -> tuple[Customer, bool]:
     refresh_health(c, active_integration(clinic_id))
     db.session.flush()
     outbox.record(clinic_id, "customer.upserted", c.id)
-    if c.health_errors == 0:
-        for inv in db.session.scalars(select(Invoice).where(Invoice.clinic_id == clinic_id, Invoice.customer_id == c.id,
-                                                            Invoice.status == "blocked")):
-            inv.status_reason = "Released: the customer record was fixed"
-            outbox.record(clinic_id, "invoice.billed", inv.id, trigger="release")
+    release_held_invoices(c)
     return c, created
+
+
+def release_held_invoices(c: Customer) -> int:
+    """Invoices held because of this customer's record go out once the record has no error."""
+    if c.health_errors:
+        return 0
+    released = 0
+    for inv in db.session.scalars(select(Invoice).where(Invoice.clinic_id == c.clinic_id, Invoice.customer_id == c.id,
+                                                        Invoice.status == "blocked")):
+        inv.status_reason = "Released: the customer record was fixed"
+        outbox.record(c.clinic_id, "invoice.billed", inv.id, trigger="release")
+        released += 1
+    return released
 
 
 def _decimal(value, field: str, errors: dict) -> Decimal:

@@ -18,10 +18,10 @@ from __future__ import annotations
 import functools
 import gc
 import re
-from contextlib import contextmanager
-from operator import attrgetter, itemgetter
 from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 from typing import Any, Iterator, Sequence
 
 from integrations import brazil
@@ -122,23 +122,24 @@ def _tax_id_problem(person_type: str, raw: str) -> Problem:
     """What exactly is wrong with a tax ID that failed its check, worded for the owner."""
     if not raw:
         wanted = {"PF": "CPF", "PJ": "CNPJ"}.get(person_type, "CPF (person) or CNPJ (company)")
-        return Problem("tax_id", "tax_id.missing", ERROR, f"The {wanted} is empty: enter it.")
+        return Problem("tax_id", "tax_id.missing", ERROR,
+                       f"The {wanted} is empty: ask the customer for it and enter it.")
     tax_id = brazil.normalize_tax_id(raw)
     kind = brazil.tax_id_kind(tax_id)
     if person_type == "PF" and kind == "CNPJ":
         return Problem("tax_id", "tax_id.type_mismatch", ERROR,
-                       f"{brazil.format_tax_id(tax_id)} is a company's CNPJ but the customer is a person (PF): "
-                       "change the customer type to company (PJ), or enter the person's CPF.")
+                       f"The tax ID {brazil.format_tax_id(tax_id)} is a company's CNPJ but the customer is a "
+                       "person (PF): change the customer type to company (PJ), or enter the person's CPF.")
     if person_type == "PJ" and kind == "CPF":
         return Problem("tax_id", "tax_id.type_mismatch", ERROR,
-                       f"{brazil.format_tax_id(tax_id)} is a person's CPF but the customer is a company (PJ): "
-                       "change the customer type to person (PF), or enter the company's CNPJ.")
+                       f"The tax ID {brazil.format_tax_id(tax_id)} is a person's CPF but the customer is a "
+                       "company (PJ): change the customer type to person (PF), or enter the company's CNPJ.")
     if person_type == "PF":
         return Problem("tax_id", "tax_id.invalid_cpf", ERROR, f"The CPF {_cpf_fault(tax_id)}")
     if person_type == "PJ":
         return Problem("tax_id", "tax_id.invalid_cnpj", ERROR, f"The CNPJ {_cnpj_fault(tax_id)}")
     return Problem("tax_id", "tax_id.invalid", ERROR,
-                   f"{raw!r} is neither a valid CPF nor a valid CNPJ: check it with the customer.")
+                   f"The tax ID {raw!r} is neither a valid CPF nor a valid CNPJ: check it with the customer.")
 
 
 def _cpf_fault(tax_id: str) -> str:
@@ -228,7 +229,7 @@ def _state_problem(state: str) -> Problem:
     if not state:
         return Problem("state", "state.missing", ERROR, "The state (UF) is empty: enter it, e.g. SP.")
     return Problem("state", "state.invalid", ERROR,
-                   f"{state!r} is not a Brazilian state: enter one of the 27 UFs, e.g. SP, RJ, MG, DF.")
+                   f"The state {state!r} is not a Brazilian UF: enter one of the 27, e.g. SP, RJ, MG, DF.")
 
 
 def _cep_format_problem(raw: str) -> Problem:

@@ -3,6 +3,7 @@ credentials are merged (a blank secret keeps the stored one), encrypted, and nev
 from __future__ import annotations
 
 from flask import current_app
+from redis.exceptions import RedisError
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import BooleanField, PasswordField, StringField
@@ -15,6 +16,7 @@ from . import credentials
 from .access import audit
 from .extensions import db
 from .models import Clinic, Integration
+from .queues import queue
 from .sync import outbox
 from .sync.connectors import build_connector
 
@@ -139,6 +141,10 @@ def save(clinic: Clinic, erp: str, creds: dict, settings: dict, features: list[s
     if enable and not was_enabled and Feature.SYNC_CUSTOMERS.value in features:
         outbox.record(clinic.id, "sync.initial", integration_id=integration.id, trigger="initial")
     db.session.commit()
+    try:
+        queue("events").enqueue("webapp.sync.jobs.recheck_health", clinic.id, job_timeout=1800)
+    except RedisError:
+        pass  # the rules of the previous ERP stay until the next change of each record
     if enable:
         outbox.dispatch()
     return integration

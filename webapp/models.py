@@ -104,6 +104,22 @@ class Customer(db.Model):
               "number", "complement", "district", "city", "city_ibge_code", "state")
 
 
+class CustomerProblem(db.Model):
+    """One health problem of a customer, indexed for counts and filters at 100k customers."""
+
+    __tablename__ = "customer_problems"
+    __table_args__ = (
+        Index("ix_customer_problems_clinic_code", "clinic_id", "code", "customer_id"),
+        Index("ix_customer_problems_customer", "customer_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(Integer)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    field: Mapped[str] = mapped_column(String(40))
+    code: Mapped[str] = mapped_column(String(60))
+    severity: Mapped[str] = mapped_column(String(10))
+
+
 class Invoice(db.Model):
     """A billed TecPet invoice and what became of it in the ERP."""
 

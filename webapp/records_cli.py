@@ -79,9 +79,7 @@ def _load_customers(file: str) -> list[dict[str, Any]]:
 def _read_text(file: str) -> str:
     """FILE's text, or stdin for `-`."""
     try:
-        if file == "-":
-            return click.get_text_stream("stdin").read()
-        with open(file, encoding="utf-8") as handle:
+        with click.open_file(file, encoding="utf-8") as handle:
             return handle.read()
     except IsADirectoryError:
         _fail(f"{file} is a directory, not a JSON file")

@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from ..events import EventError, bill_invoice, upsert_customer
 from ..extensions import csrf, db
-from ..models import ApiToken
+from ..models import ApiToken, Customer, OutboxEvent
+from ..sync.records import customer_dict
 from ..sync import outbox
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -71,3 +72,21 @@ def events():
     except RedisError:
         pass  # stored with its outbox row: the sweeper/dispatcher in the worker sends it later
     return jsonify({"accepted": len(results), "results": results}), 202
+
+
+@bp.route("/changes", methods=["GET"])
+def changes():
+    """Changes TecPet core must apply: customers created or changed on the ERP side (pulls,
+    "take the ERP's version"). Poll with ?after=<last id seen>; at most 500 per answer."""
+    clinic_id = _clinic_id()
+    if clinic_id is None:
+        return _error(401, "missing or invalid API token (Authorization: Bearer <token>)")
+    after = request.args.get("after", default=0, type=int)
+    rows = db.session.execute(
+        select(OutboxEvent, Customer).join(Customer, Customer.id == OutboxEvent.subject_id)
+        .where(OutboxEvent.clinic_id == clinic_id, OutboxEvent.topic == "customer.changed_in_erp",
+               OutboxEvent.id > after, Customer.clinic_id == clinic_id)
+        .order_by(OutboxEvent.id).limit(500)).all()
+    return jsonify({"changes": [{"id": ev.id, "type": ev.topic, "at": ev.created_at.isoformat(),
+                                 "customer": customer_dict(c)} for ev, c in rows],
+                    "next_after": rows[-1][0].id if rows else after})

@@ -4,13 +4,15 @@ from __future__ import annotations
 import csv
 import io
 
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 from sqlalchemy import select
 
+from .. import divergence_actions
 from ..access import clinic_scope
 from ..extensions import db
-from ..models import Binding, Customer, Integration
+from ..models import Binding, Customer, CustomerProblem
+from ..record_health import divergence, problem_counts
 from ..views import active_integration, health_summary, keyset
 
 bp = Blueprint("customers", __name__)
@@ -26,6 +28,10 @@ def _filtered(clinic_id: int):
         q = q.where(Customer.health_errors == 0, Customer.health_warnings > 0)
     elif severity == "problems":
         q = q.where((Customer.health_errors > 0) | (Customer.health_warnings > 0))
+    code = request.args.get("code", "")
+    if code:
+        q = q.where(Customer.id.in_(select(CustomerProblem.customer_id).where(
+            CustomerProblem.clinic_id == clinic_id, CustomerProblem.code == code)))
     search = (request.args.get("q") or "").strip()
     if search:
         q = q.where(Customer.name.ilike(f"%{search}%") | (Customer.tax_id == search.replace(".", "").replace("-", "").replace("/", "").upper()))
@@ -38,25 +44,11 @@ def warnings(clinic_id: int):
     clinic = clinic_scope(clinic_id)
     q, severity, search = _filtered(clinic.id)
     code = request.args.get("code", "")
-    after = request.args.get("after", type=int)
-    rows, next_after = keyset(q, Customer.id, after, PER_PAGE)
-    if code:
-        rows = [c for c in rows if any(p["code"] == code for p in c.health_problems or [])]
+    rows, next_after = keyset(q, Customer.id, request.args.get("after", type=int), PER_PAGE)
     summary = health_summary(clinic.id)
     counts = problem_counts(clinic.id)
     return render_template("customers/warnings.html", clinic=clinic, customers=rows, next_after=next_after,
                            severity=severity, search=search, code=code, summary=summary, counts=counts)
-
-
-def problem_counts(clinic_id: int) -> list[tuple[str, str, int]]:
-    """(code, severity, count) over the clinic's customers with problems."""
-    counts: dict[tuple[str, str], int] = {}
-    for problems in db.session.scalars(select(Customer.health_problems).where(
-            Customer.clinic_id == clinic_id, (Customer.health_errors > 0) | (Customer.health_warnings > 0))):
-        for p in problems or []:
-            key = (p["code"], p["severity"])
-            counts[key] = counts.get(key, 0) + 1
-    return sorted(((c, s, n) for (c, s), n in counts.items()), key=lambda t: (t[1] != "error", -t[2]))
 
 
 @bp.route("/c/<int:clinic_id>/customers/warnings.csv")
@@ -93,4 +85,47 @@ def detail(clinic_id: int, customer_id: int):
         binding = db.session.scalar(select(Binding).where(Binding.integration_id == integration.id,
                                                           Binding.entity == "customer", Binding.local_id == c.id))
     return render_template("customers/detail.html", clinic=clinic, customer=c, integration=integration,
-                           binding=binding)
+                           binding=binding, diff=divergence(c, binding))
+
+
+@bp.route("/c/<int:clinic_id>/customers/<int:customer_id>/resolve", methods=["POST"])
+@login_required
+def resolve(clinic_id: int, customer_id: int):
+    """Divergence: push TecPet's version to the ERP, or take the ERP's version into TecPet."""
+    clinic = clinic_scope(clinic_id)
+    c, integration, binding = _bound(clinic.id, customer_id)
+    action = request.form.get("action")
+    if action == "push_tecpet":
+        divergence_actions.push_tecpet_version(integration, c, binding)
+        flash("TecPet's version is queued to be sent to the ERP.", "success")
+    elif action == "take_erp":
+        if not binding.remote_copy:
+            abort(409, "The ERP's copy has not been read yet: verify first.")
+        divergence_actions.take_erp_version(integration, c, binding)
+        flash("The ERP's version was taken into TecPet; TecPet core is notified.", "success")
+    else:
+        abort(400)
+    return redirect(url_for("customers.detail", clinic_id=clinic.id, customer_id=c.id))
+
+
+@bp.route("/c/<int:clinic_id>/customers/<int:customer_id>/verify", methods=["POST"])
+@login_required
+def verify(clinic_id: int, customer_id: int):
+    clinic = clinic_scope(clinic_id)
+    c, integration, _ = _bound(clinic.id, customer_id)
+    divergence_actions.request_verify(integration, [c.id])
+    flash("Reading this customer back from the ERP.", "success")
+    return redirect(url_for("customers.detail", clinic_id=clinic.id, customer_id=c.id))
+
+
+def _bound(clinic_id: int, customer_id: int):
+    c = db.session.scalar(select(Customer).where(Customer.id == customer_id, Customer.clinic_id == clinic_id))
+    integration = active_integration(clinic_id)
+    if c is None or integration is None:
+        abort(404)
+    binding = db.session.scalar(select(Binding).where(Binding.integration_id == integration.id,
+                                                      Binding.entity == "customer", Binding.local_id == c.id,
+                                                      Binding.state == "bound"))
+    if binding is None:
+        abort(409, "This customer is not linked to an ERP record yet.")
+    return c, integration, binding

@@ -14,6 +14,7 @@ from ..models import Integration, Notification, SyncRecord, SyncRun, utcnow
 from . import outbox, runs
 from .connectors import build_connector
 from .pull import pull_all
+from .verify import verify_chunk
 from .push import push_customer_chunk, push_invoice
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,17 @@ def tick() -> dict:
     return _with_app(_tick)
 
 
+def recheck_health(clinic_id: int) -> int:
+    """Recheck every customer of a clinic (its ERP's own rules apply from now on)."""
+    return _with_app(_recheck_health, clinic_id)
+
+
+def _recheck_health(clinic_id: int) -> int:
+    from ..record_health import recheck_clinic
+    from ..views import active_integration
+    return recheck_clinic(clinic_id, active_integration(clinic_id))
+
+
 def _tick() -> dict:
     from .schedule import schedule_pulls
     pulls = schedule_pulls()
@@ -71,7 +83,12 @@ def _execute_run(run_id: int) -> str:
     deadline = time.monotonic() + current_app.config.get("JOB_SLICE_SECONDS", SLICE_SECONDS)
     try:
         connector = build_connector(integration)
-        if run.direction == "pull":
+        if run.entity == "verify":
+            while ids := runs.pending_ids(run, 10):
+                if time.monotonic() > deadline:
+                    return _continue_later(run)
+                verify_chunk(run, integration, connector, ids)
+        elif run.direction == "pull":
             pull_all(run, integration, connector)
         elif run.entity == "customer":
             while ids := runs.pending_ids(run, chunk_size(connector)):

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from integrations.base import Feature
 
 from ..extensions import db
-from ..models import Customer, Integration, Invoice, OutboxEvent, SyncRun, utcnow
+from ..models import Binding, Customer, Integration, Invoice, OutboxEvent, SyncRun, utcnow
 from ..queues import queue, queue_for, redis_connection
 from . import runs
 from .connectors import feature_on
@@ -28,6 +28,7 @@ TOPIC_FEATURE = {
     "sync.initial": (Feature.SYNC_CUSTOMERS,),
     "invoice.billed": (Feature.GENERATE_FINANCIAL, Feature.ISSUE_INVOICE),
     "pull.requested": (Feature.PULL_BACK,),
+    "verify.requested": (Feature.SYNC_CUSTOMERS,),
 }
 STALE_HEARTBEAT = timedelta(seconds=120)
 UNSENT_GRACE = timedelta(seconds=30)
@@ -58,6 +59,13 @@ def _items(topic: str, clinic_id: int, subject_ids: list[int]) -> tuple[str, lis
         rows = db.session.execute(select(Customer.id, Customer.name).where(
             Customer.clinic_id == clinic_id, Customer.id.in_(subject_ids))).all()
         return "customer", [(r.id, r.name) for r in rows]
+    if topic == "verify.requested":
+        q = (select(Customer.id, Customer.name).join(Binding, (Binding.local_id == Customer.id)
+                                                     & (Binding.entity == "customer") & (Binding.state == "bound"))
+             .where(Customer.clinic_id == clinic_id))
+        if subject_ids:
+            q = q.where(Customer.id.in_(subject_ids))
+        return "verify", [(r.id, r.name) for r in db.session.execute(q.order_by(Customer.id)).all()]
     if topic == "invoice.billed":
         rows = db.session.execute(select(Invoice.id, Invoice.number).where(
             Invoice.clinic_id == clinic_id, Invoice.id.in_(subject_ids))).all()
@@ -89,8 +97,8 @@ def dispatch(limit: int = 5000) -> list[int]:
                 for inv in db.session.scalars(select(Invoice).where(Invoice.id.in_(subject_ids))):
                     if inv.status in ("billed", "blocked"):
                         inv.status, inv.status_reason = "queued", ""
-            direction = "pull" if topic == "pull.requested" else "push"
-            if direction == "push" and not items:
+            direction = "pull" if topic in ("pull.requested", "verify.requested") else "push"
+            if entity != "all" and not items:
                 continue
             run = runs.plan_run(integration, direction=direction, entity=entity, trigger=trigger, items=items)
             planned.append(run)

@@ -12,11 +12,11 @@ from sqlalchemy.orm.attributes import flag_modified
 from integrations.base import COMPARED_CUSTOMER_FIELDS, Capability, FiscalState
 
 from ..extensions import db
-from ..health import check_customer
 from ..models import Binding, Customer, Integration, Invoice, PosSale, Receipt, SyncRun, utcnow
 from . import outbox, runs
 from .push import apply_fiscal
 from .records import apply_record, customer_record
+from ..record_health import divergence, refresh_health
 
 log = logging.getLogger(__name__)
 MAX_PAGES = 1000
@@ -68,10 +68,6 @@ def track_invoices(run: SyncRun, integration: Integration, connector) -> None:
         db.session.commit()
 
 
-def _local_snapshot(c: Customer) -> dict:
-    return {f: getattr(c, f) or "" for f in COMPARED_CUSTOMER_FIELDS}
-
-
 def store_customer(run: SyncRun, integration: Integration, remote) -> None:
     """Bound: keep the ERP's copy for the divergence view; take it when TecPet did not change
     since our last push. Unbound: a customer born in the ERP becomes a TecPet customer."""
@@ -84,7 +80,7 @@ def store_customer(run: SyncRun, integration: Integration, remote) -> None:
         b.remote_copy, b.remote_seen_at = copy, utcnow()
         if c is None:
             return
-        if _local_snapshot(c) == copy:
+        if not divergence(c, b):
             runs.add_record(run, "customer", c.id, label, "unchanged", "", remote.remote_id)
             return
         local_unchanged_since_push = Binding.hash_payload(customer_record(c).to_dict()) == b.payload_hash
@@ -125,16 +121,6 @@ def take_erp_version(integration: Integration, c: Customer, b: Binding) -> None:
     b.payload_hash = Binding.hash_payload(customer_record(c).to_dict())
     outbox.record(integration.clinic_id, "customer.changed_in_erp", c.id, integration_id=integration.id,
                   trigger="pull")
-
-
-def refresh_health(c: Customer, integration: Integration | None = None) -> None:
-    from integrations.registry import connector_class
-    reqs = connector_class(integration.erp).record_requirements if integration else ()
-    problems = check_customer(customer_record(c), reqs)
-    c.health_errors = sum(1 for p in problems if p.severity == "error")
-    c.health_warnings = sum(1 for p in problems if p.severity != "error")
-    c.health_problems = [{"field": p.field, "code": p.code, "severity": p.severity, "message": p.message}
-                         for p in problems]
 
 
 def store_pos_sale(run: SyncRun, integration: Integration, sale) -> None:

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 4d2c4b9438e2
+Revision ID: 479fa5e0eb3c
 Revises: 
-Create Date: 2026-11-25 21:30:35.013468
+Create Date: 2026-11-25 21:32:42.860795
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '4d2c4b9438e2'
+revision = '479fa5e0eb3c'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -155,6 +155,20 @@ def upgrade():
     )
     with op.batch_alter_table('bindings', schema=None) as batch_op:
         batch_op.create_index('ix_bindings_remote', ['integration_id', 'entity', 'remote_id'], unique=False)
+
+    op.create_table('customer_problems',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('clinic_id', sa.Integer(), nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=False),
+    sa.Column('field', sa.String(length=40), nullable=False),
+    sa.Column('code', sa.String(length=60), nullable=False),
+    sa.Column('severity', sa.String(length=10), nullable=False),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('customer_problems', schema=None) as batch_op:
+        batch_op.create_index('ix_customer_problems_clinic_code', ['clinic_id', 'code', 'customer_id'], unique=False)
+        batch_op.create_index('ix_customer_problems_customer', ['customer_id'], unique=False)
 
     op.create_table('invoices',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -307,6 +321,11 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_invoices_clinic_id'))
 
     op.drop_table('invoices')
+    with op.batch_alter_table('customer_problems', schema=None) as batch_op:
+        batch_op.drop_index('ix_customer_problems_customer')
+        batch_op.drop_index('ix_customer_problems_clinic_code')
+
+    op.drop_table('customer_problems')
     with op.batch_alter_table('bindings', schema=None) as batch_op:
         batch_op.drop_index('ix_bindings_remote')
 
