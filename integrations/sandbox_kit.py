@@ -29,6 +29,7 @@ class Faults:
     latency_ms: float = 0.0
     error_rate: float = 0.0       # share of requests answered with a 5xx
     throttle_rate: float = 0.0    # share of requests answered 429 regardless of the limit
+    reject_rate: float = 0.0      # share of writes refused with the ERP's validation error shape
     timeout_rate: float = 0.0     # share of requests that hang past the client's timeout
     timeout_seconds: float = 30.0
     expire_tokens: bool = False   # next authenticated call finds its token expired
@@ -99,6 +100,10 @@ class SandboxApp:
     def server_error_response(self, request: Request) -> Response:
         return self.json({"error": "internal error"}, 503)
 
+    def rejected_response(self, request: Request) -> Response:
+        """A validation refusal in the ERP's own shape; ERPs override it."""
+        return self.json({"error": "Registro recusado pela validação do ERP (falha injetada)"}, 400)
+
     # -- helpers
     @staticmethod
     def json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -165,6 +170,9 @@ class SandboxApp:
                 resp = self.throttled_response(request, max(wait, 1.0))
             elif f.throttle_rate and self.rng.random() < f.throttle_rate:
                 resp = self.throttled_response(request, 1.0)
+            elif (f.reject_rate and request.method in ("POST", "PUT", "PATCH")
+                  and self.rng.random() < f.reject_rate):
+                resp = self.rejected_response(request)
             elif f.error_rate and self.rng.random() < f.error_rate:
                 resp = self.server_error_response(request)
             elif f.timeout_rate and self.rng.random() < f.timeout_rate:

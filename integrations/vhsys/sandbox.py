@@ -181,6 +181,9 @@ class Sandbox(SandboxApp):
         return self.json({"code": 429, "status": "error", "data": "Limite de requisições excedido."}, 429,
                          headers={"Retry-After": f"{retry_after:.0f}", "x-ratelimit-remaining": "0"})
 
+    def rejected_response(self, request: Request) -> Response:
+        return self.error("Registro recusado pela validação do VHSYS (falha injetada pelo sandbox)", 400)
+
     def server_error_response(self, request: Request) -> Response:
         return self.json({"code": 500, "status": "error", "data": "Erro interno, tente novamente."}, 503)
 

@@ -1,11 +1,12 @@
 """Sync history: every run, and a run's per-record outcomes with the ERP's reason."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 from sqlalchemy import select
 
-from ..access import clinic_scope
+from ..access import audit, clinic_scope
+from ..sync.retry import NothingToRetry, retry_failed
 from ..extensions import db
 from ..models import SyncRecord, SyncRun
 from ..views import keyset
@@ -44,3 +45,24 @@ def run(clinic_id: int, run_id: int):
     rows, next_after = keyset(q, SyncRecord.id, request.args.get("after", type=int), PER_PAGE, descending=False)
     return render_template("history/run.html", clinic=clinic, run=run, records=rows, next_after=next_after,
                            outcome=outcome)
+
+
+@bp.route("/c/<int:clinic_id>/runs/<int:run_id>/retry", methods=["POST"])
+@login_required
+def retry(clinic_id: int, run_id: int):
+    """Retry one failed record (record_id) or all failed records of the run."""
+    clinic = clinic_scope(clinic_id)
+    run = db.session.scalar(select(SyncRun).where(SyncRun.id == run_id, SyncRun.clinic_id == clinic.id))
+    if run is None:
+        abort(404)
+    record_id = request.form.get("record_id", type=int)
+    try:
+        new = retry_failed(run, record_id)
+    except NothingToRetry as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("history.run", clinic_id=clinic.id, run_id=run.id))
+    audit("run.retried", f"run {run.id}: {'record ' + str(record_id) if record_id else 'all failed records'} -> run {new.id}",
+          clinic.id)
+    db.session.commit()
+    flash(f"Retrying {new.total} record(s) in run #{new.id}.", "success")
+    return redirect(url_for("history.run", clinic_id=clinic.id, run_id=new.id))

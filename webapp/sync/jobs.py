@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 
 from flask import current_app, has_app_context
@@ -141,7 +142,9 @@ def _postpone(run_id: int, exc: ConnectorError) -> str:
     run.attempts = (run.attempts or 0) + 1
     _count_failure(integration, exc.plain())
     db.session.commit()
-    delay = getattr(exc, "retry_after", None) or min(300, 5 * 2 ** min(run.attempts, 6))
+    # exponential backoff with full jitter; the ERP's own Retry-After when it gave one
+    backoff = min(300.0, 5.0 * 2 ** min(run.attempts, 6))
+    delay = max(getattr(exc, "retry_after", 0) or 0, random.uniform(backoff / 2, backoff))
     if not integration.paused:
         outbox.enqueue_run(run, delay=delay)
     else:

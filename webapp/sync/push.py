@@ -17,6 +17,7 @@ from ..extensions import db
 from ..health import check_customer
 from ..models import Binding, Customer, Integration, Invoice, SyncRecord, SyncRun, utcnow
 from . import runs
+from .locks import record_locks
 from .connectors import feature_on
 from .records import customer_record, invoice_record
 
@@ -53,8 +54,17 @@ def _bind(b: Binding, remote_id: str, payload_hash: str, remote_copy: dict | Non
 
 
 def push_customer_chunk(run: SyncRun, integration: Integration, connector, record_ids: list[int]) -> None:
-    """One batch: health-check, skip unchanged, record intents, push, record outcomes; one commit."""
-    recs = list(db.session.scalars(select(SyncRecord).where(SyncRecord.id.in_(record_ids)).order_by(SyncRecord.id)))
+    """One batch under the records' locks: health-check, skip unchanged, record intents, push,
+    record outcomes; one commit."""
+    local_ids = list(db.session.scalars(select(SyncRecord.local_id).where(SyncRecord.id.in_(record_ids))))
+    with record_locks(integration.id, "customer", local_ids):
+        _push_customer_chunk(run, integration, connector, record_ids)
+
+
+def _push_customer_chunk(run: SyncRun, integration: Integration, connector, record_ids: list[int]) -> None:
+    # re-read under the lock: another worker may have finished some of these meanwhile
+    recs = list(db.session.scalars(select(SyncRecord).where(SyncRecord.id.in_(record_ids), SyncRecord.outcome == "pending")
+                                   .order_by(SyncRecord.id).execution_options(populate_existing=True)))
     local_ids = [r.local_id for r in recs]
     customers = {c.id: c for c in db.session.scalars(select(Customer).where(
         Customer.clinic_id == integration.clinic_id, Customer.id.in_(local_ids)))}
@@ -99,6 +109,11 @@ def push_customer_chunk(run: SyncRun, integration: Integration, connector, recor
 
 def ensure_customer_bound(integration: Integration, connector, customer: Customer) -> str:
     """The ERP id of the invoice's customer, pushing it first when new or changed."""
+    with record_locks(integration.id, "customer", [customer.id]):
+        return _ensure_customer_bound(integration, connector, customer)
+
+
+def _ensure_customer_bound(integration: Integration, connector, customer: Customer) -> str:
     record = customer_record(customer)
     payload_hash = Binding.hash_payload(record.to_dict())
     b = _bindings(integration.id, "customer", [customer.id]).get(customer.id)
@@ -115,6 +130,13 @@ def ensure_customer_bound(integration: Integration, connector, customer: Custome
 
 
 def push_invoice(run: SyncRun, integration: Integration, connector, rec: SyncRecord) -> None:
+    with record_locks(integration.id, "invoice", [rec.local_id]):
+        db.session.refresh(rec)
+        if rec.outcome == "pending":
+            _push_invoice(run, integration, connector, rec)
+
+
+def _push_invoice(run: SyncRun, integration: Integration, connector, rec: SyncRecord) -> None:
     inv = db.session.scalar(select(Invoice).where(Invoice.id == rec.local_id, Invoice.clinic_id == integration.clinic_id))
     if inv is None:
         runs.set_outcome(run, rec, "skipped", "The invoice no longer exists in TecPet")
