@@ -337,7 +337,18 @@ class ConnectorContext:
     settings: dict[str, str]
     http: Any                          # integrations.http.HttpClient
     account_key: str                   # identifies the ERP account for limits and locks
-    save_credentials: Callable[[dict[str, str]], None] = lambda creds: None
+    save_credentials: Callable[[dict[str, str]], None] | None = None
+    # Re-reads the stored credentials (another worker may have rotated a token meanwhile).
+    load_credentials: Callable[[], dict[str, str]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.save_credentials is None or self.load_credentials is None:
+            # Without a store (a probe, a unit test): this context's own copy is the store.
+            store = {"creds": dict(self.credentials)}
+            if self.save_credentials is None:
+                self.save_credentials = lambda creds: store.update(creds=dict(creds))
+            if self.load_credentials is None:
+                self.load_credentials = lambda: dict(store["creds"])
 
 
 class Connector:
@@ -465,6 +476,10 @@ class Connector:
     # -- webhooks
     def verify_webhook(self, headers: dict[str, str], body: bytes) -> bool:
         return False
+
+    def webhook_changes(self, body: bytes) -> list[tuple[str, str]]:
+        """(entity, remote id) pairs a verified delivery announces; the sync layer pulls them."""
+        return []
 
 
 def capability_panel(connector_cls: type[Connector]) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CONNECTORS: dict[str, str] = {
     "vhsys": "integrations.vhsys.client:VhsysConnector",
+    "bling": "integrations.bling.client:BlingConnector",
 }
 
 SANDBOXES: dict[str, str] = {name: path.rsplit(".client:", 1)[0] + ".sandbox:Sandbox" for name, path in CONNECTORS.items()}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from integrations.base import Connector, ConnectorContext, Feature
 from integrations.http import HttpClient
@@ -39,12 +39,19 @@ def build_connector(integration: Integration, creds: dict | None = None,
             conn.execute(update(Integration).where(Integration.id == integration_id)
                          .values(credentials_encrypted=blob))
 
+    def load_credentials() -> dict[str, str]:
+        with db.engine.connect() as conn:
+            blob = conn.execute(select(Integration.credentials_encrypted)
+                                .where(Integration.id == integration_id)).scalar()
+        return credentials.decrypt(blob) if blob else {}
+
     ctx = ConnectorContext(
         credentials=creds if creds is not None else credentials.decrypt(integration.credentials_encrypted),
         settings=dict(settings if settings is not None else (integration.settings or {})),
         http=http_client(),
         account_key=account_key(integration),
         save_credentials=save_credentials,
+        load_credentials=load_credentials,
     )
     return cls(ctx)
 
