@@ -77,13 +77,16 @@ def install_redaction(logger: logging.Logger | None = None) -> None:
 
 # --------------------------------------------------------------------------- rate limiting
 _ACQUIRE = """
--- KEYS: one sorted set per window. ARGV: now_ms, member, then (limit, window_ms) pairs.
-local now = tonumber(ARGV[1])
-local member = ARGV[2]
+-- KEYS: one sorted set per window. ARGV: member, then (limit, window_ms) pairs.
+-- The clock is Redis's own, read inside the script: every worker on every machine agrees on it,
+-- and no time can go stale between reading it and recording the request.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local member = ARGV[1]
 local wait = 0
 for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[1 + i * 2])
-  local window = tonumber(ARGV[2 + i * 2])
+  local limit = tonumber(ARGV[i * 2])
+  local window = tonumber(ARGV[i * 2 + 1])
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
   local count = redis.call('ZCARD', key)
   if count >= limit then
@@ -94,7 +97,7 @@ for i, key in ipairs(KEYS) do
 end
 if wait > 0 then return tostring(wait) end
 for i, key in ipairs(KEYS) do
-  local window = tonumber(ARGV[2 + i * 2])
+  local window = tonumber(ARGV[i * 2 + 1])
   redis.call('ZADD', key, now, member)
   redis.call('PEXPIRE', key, math.ceil(window) + 1000)
 end
@@ -116,17 +119,12 @@ class RedisRateLimiter:
         self.safety = safety
         self._script = redis.register_script(_ACQUIRE)
 
-    def _now_ms(self) -> float:
-        sec, usec = self.redis.time()
-        return sec * 1000.0 + usec / 1000.0
-
     def try_acquire(self, account_key: str, limit: RateLimit) -> float:
         """Take one request slot now, or return the seconds to wait before trying again."""
-        keys, args = [], [0, uuid.uuid4().hex]
+        keys, args = [], [uuid.uuid4().hex]
         for count, seconds in limit.windows:
             keys.append(f"{self.prefix}:{account_key}:{count}/{seconds}")
             args += [count, seconds * 1000.0 * (1 + self.safety)]
-        args[0] = self._now_ms()
         wait_ms = float(self._script(keys=keys, args=args))
         return wait_ms / 1000.0
 

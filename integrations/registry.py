@@ -10,6 +10,8 @@ if TYPE_CHECKING:  # pragma: no cover
 CONNECTORS: dict[str, str] = {
     "vhsys": "integrations.vhsys.client:VhsysConnector",
     "bling": "integrations.bling.client:BlingConnector",
+    "gestaoclick": "integrations.gestaoclick.client:GestaoClickConnector",
+    "contaazul": "integrations.contaazul.client:ContaAzulConnector",
 }
 
 SANDBOXES: dict[str, str] = {name: path.rsplit(".client:", 1)[0] + ".sandbox:Sandbox" for name, path in CONNECTORS.items()}

@@ -2,15 +2,17 @@
 credentials are merged (a blank secret keeps the stored one), encrypted, and never echoed."""
 from __future__ import annotations
 
+import importlib
+
 from flask import current_app
-from redis.exceptions import RedisError
 from flask_wtf import FlaskForm
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from wtforms import BooleanField, PasswordField, StringField
 from wtforms.validators import Optional, Length
 
 from integrations.base import FEATURE_LABELS, ConnectorError, Feature
-from integrations.registry import connector_class
+from integrations.registry import SANDBOXES, connector_class
 
 from . import credentials
 from .access import audit
@@ -62,15 +64,16 @@ def setup_form(erp: str, integration: Integration | None, formdata=None):
 def demo_settings(erp: str) -> dict[str, str]:
     """In demo mode the ERP's sandbox stands in for the ERP."""
     url = current_app.config.get("SANDBOX_URLS", {}).get(erp) if current_app.config.get("DEMO") else None
-    return {"base_url": url} if url else {}
+    if not url:
+        return {}
+    module = importlib.import_module(SANDBOXES[erp].partition(":")[0])
+    return getattr(module, "demo_settings", lambda u: {"base_url": u})(url)
 
 
 def demo_credentials(erp: str) -> dict[str, str]:
     """The sandbox's own demo credentials (not secrets: they open only a local fake)."""
     if not demo_settings(erp):
         return {}
-    from integrations.registry import SANDBOXES
-    import importlib
     module = importlib.import_module(SANDBOXES[erp].partition(":")[0])
     return dict(getattr(module, "DEMO_CREDENTIALS", {}))
 

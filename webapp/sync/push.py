@@ -155,6 +155,11 @@ def _push_invoice(run: SyncRun, integration: Integration, connector, rec: SyncRe
         outcome = "created" if financial and run.trigger != "retry" else "updated"
         if feature_on(integration, Feature.ISSUE_INVOICE) and connector.supports(Capability.ISSUE_INVOICE):
             _issue(connector, inv, financial or FinancialResult(order_remote_id=""), customer_remote_id)
+        elif financial and connector.supports(Capability.TRACK_INVOICE) and not inv.fiscal_state:
+            # the ERP issues inside itself (Conta Azul): track the invoice of the order we created
+            inv.fiscal_state, inv.fiscal_remote_id = FiscalState.PENDING.value, financial.order_remote_id
+            inv.status = "sent"
+            inv.status_reason = "The invoice is issued inside the ERP; TecPet brings it back when it is."
         elif inv.status in ("queued", "billed"):
             inv.status = "sent"
         runs.set_outcome(run, rec, outcome, inv.fiscal_message if inv.fiscal_state == "rejected" else "",

@@ -1,0 +1,4 @@
+"""Gestão Click (Betel Tecnologia) ERP connector."""
+from .client import GestaoClickConnector
+
+__all__ = ["GestaoClickConnector"]
