@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator
 
 import requests
 
-from .base import AuthError, RateLimit, RateLimitedError, TransientError
+from .base import AuthError, PermanentError, RateLimit, RateLimitedError, TransientError
 
 log = logging.getLogger("integrations.http")
 
@@ -140,6 +140,21 @@ class RedisRateLimiter:
             time.sleep(min(wait, 5.0) + random.uniform(0, 0.005))
 
 
+_HOLD = """
+-- KEYS[1]: the account's in-flight set. ARGV: token, slots, lease_ms. Check-and-take in one step,
+-- on Redis's clock, so two workers can never both see the last free slot.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + 5000)
+  return 1
+end
+return 0
+"""
+
+
 class RedisSemaphore:
     """At most N requests in flight per account across all workers (leases expire)."""
 
@@ -147,23 +162,14 @@ class RedisSemaphore:
         self.redis = redis
         self.prefix = prefix
         self.lease = lease_seconds
+        self._script = redis.register_script(_HOLD)
 
     @contextmanager
     def hold(self, account_key: str, slots: int) -> Iterator[None]:
         key = f"{self.prefix}:{account_key}"
         token = uuid.uuid4().hex
-        while True:
-            now = time.time()
-            pipe = self.redis.pipeline()
-            pipe.zremrangebyscore(key, "-inf", now - self.lease)
-            pipe.zadd(key, {token: now})
-            pipe.zrank(key, token)
-            pipe.expire(key, int(self.lease) + 5)
-            _, _, rank, _ = pipe.execute()
-            if rank is not None and rank < slots:
-                break
-            self.redis.zrem(key, token)
-            time.sleep(0.01 + random.uniform(0, 0.01))
+        while not int(self._script(keys=[key], args=[token, slots, int(self.lease * 1000)])):
+            time.sleep(0.005 + random.uniform(0, 0.01))
         try:
             yield
         finally:
@@ -213,6 +219,14 @@ class HttpClient:
             except Exception:  # lease expired: someone else may hold it now
                 log.warning("lock %s expired before release", name)
 
+    @contextmanager
+    def _in_flight(self, account_key: str | None, rate_limit: RateLimit | None) -> Iterator[None]:
+        if rate_limit is not None and rate_limit.max_concurrency and account_key and self.inflight is not None:
+            with self.inflight.hold(account_key, rate_limit.max_concurrency):
+                yield
+        else:
+            yield
+
     def backoff_delay(self, attempt: int, retry_after: float | None = None) -> float:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_backoff) + random.uniform(0, 0.05)
@@ -232,13 +246,16 @@ class HttpClient:
         for attempt in range(attempts):
             started = time.monotonic()
             try:
-                if rate_limit is not None and account_key and self.limiter is not None:
-                    self.limiter.acquire(account_key, rate_limit)
-                if rate_limit is not None and rate_limit.max_concurrency and account_key and self.inflight:
-                    with self.inflight.hold(account_key, rate_limit.max_concurrency):
-                        resp = self.session.request(method, url, headers=hdrs, timeout=timeout or self.timeout, **kwargs)
-                else:
+                # the in-flight slot first, then the rate slot: a request never waits for a
+                # concurrency slot after being counted against the rate
+                with self._in_flight(account_key, rate_limit):
+                    if rate_limit is not None and account_key and self.limiter is not None:
+                        self.limiter.acquire(account_key, rate_limit)
                     resp = self.session.request(method, url, headers=hdrs, timeout=timeout or self.timeout, **kwargs)
+            except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
+                    requests.exceptions.InvalidURL) as exc:
+                raise PermanentError(f"The ERP address is not a valid URL ({_safe_url(url)}): check the "
+                                     "integration's API address setting") from exc
             except (requests.ConnectionError, requests.Timeout) as exc:
                 last_error = TransientError(f"Could not reach the ERP ({type(exc).__name__})")
                 log.info("%s %s failed: %s (attempt %d/%d)", method, _safe_url(url), type(exc).__name__, attempt + 1, attempts)

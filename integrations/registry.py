@@ -12,6 +12,8 @@ CONNECTORS: dict[str, str] = {
     "bling": "integrations.bling.client:BlingConnector",
     "gestaoclick": "integrations.gestaoclick.client:GestaoClickConnector",
     "contaazul": "integrations.contaazul.client:ContaAzulConnector",
+    "zanthus": "integrations.zanthus.client:ZanthusConnector",
+    "iclub": "integrations.iclub.client:IClubConnector",
 }
 
 SANDBOXES: dict[str, str] = {name: path.rsplit(".client:", 1)[0] + ".sandbox:Sandbox" for name, path in CONNECTORS.items()}

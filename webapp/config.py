@@ -38,6 +38,12 @@ class Config:
         self.SESSION_COOKIE_SECURE = env.get("TECPET_HTTPS", "0") == "1"
         self.REMEMBER_COOKIE_HTTPONLY = True
         self.WTF_CSRF_TIME_LIMIT = None
+        # Recovery timings (the chaos suite shortens them; production keeps the defaults)
+        self.STALE_RUN_SECONDS = float(env.get("TECPET_STALE_RUN_SECONDS", "120"))
+        self.UNSENT_GRACE_SECONDS = float(env.get("TECPET_UNSENT_GRACE_SECONDS", "30"))
+        self.RECORD_LOCK_SECONDS = float(env.get("TECPET_RECORD_LOCK_SECONDS", "300"))
+        self.HTTP_TIMEOUT_SECONDS = float(env.get("TECPET_HTTP_TIMEOUT", "20"))
+        self.JOB_SLICE_SECONDS = float(env.get("TECPET_JOB_SLICE_SECONDS", "20"))
         self.SANDBOX_URLS = json.loads(env.get("TECPET_SANDBOX_URLS") or "{}")
         self.PUBLIC_URL = env.get("TECPET_PUBLIC_URL", "http://127.0.0.1:5000")
         for k, v in overrides.items():

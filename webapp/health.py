@@ -94,28 +94,19 @@ def _read_fields(record: CustomerRecordLike) -> list[str]:
 
 
 # --------------------------------------------------------------------------- identity
-def _check_identity(person_type: str, tax_id: str, state_registration: str, out: list[Problem]) -> None:
-    """A valid CPF on a PF, a valid CNPJ on a PJ (SEFAZ rejections 237 and 207), an IE on a PJ.
+MISSING_STATE_REGISTRATION = Problem(
+    "state_registration", "state_registration.missing_pj", WARNING,
+    f"The company has no state registration (IE): enter it, or write {EXEMPT_STATE_REGISTRATION} if the "
+    "company is exempt.")
 
-    Reached when the hot-path guard in `_check_values` found something wrong, so clarity over speed.
-    """
-    normalized = brazil.normalize_tax_id(tax_id)
-    if person_type == "PF":
-        if not brazil.is_valid_normalized_cpf(normalized):
-            out.append(_tax_id_problem(person_type, tax_id))
-    elif person_type == "PJ":
-        if not brazil.is_valid_normalized_cnpj(normalized):
-            out.append(_tax_id_problem(person_type, tax_id))
-        if not state_registration:
-            out.append(Problem("state_registration", "state_registration.missing_pj", WARNING,
-                               "The company has no state registration (IE): enter it, "
-                               f"or write {EXEMPT_STATE_REGISTRATION} if the company is exempt."))
-    else:
-        shown = f" ({person_type!r})" if person_type else ""
-        out.append(Problem("person_type", "person_type.invalid", ERROR,
-                           f"The customer type is not set{shown}: choose person (PF) or company (PJ)."))
-        if brazil.tax_id_kind(normalized) is None:
-            out.append(_tax_id_problem(person_type, tax_id))
+
+def _check_unknown_person_type(person_type: str, tax_id: str, out: list[Problem]) -> None:
+    """Neither PF nor PJ: say so, and still flag a tax ID that is neither a CPF nor a CNPJ."""
+    shown = f" ({person_type!r})" if person_type else ""
+    out.append(Problem("person_type", "person_type.invalid", ERROR,
+                       f"The customer type is not set{shown}: choose person (PF) or company (PJ)."))
+    if brazil.tax_id_kind(tax_id) is None:
+        out.append(_tax_id_problem(person_type, tax_id))
 
 
 def _tax_id_problem(person_type: str, raw: str) -> Problem:
@@ -167,30 +158,42 @@ def _cnpj_fault(tax_id: str) -> str:
 
 
 # --------------------------------------------------------------------------- name and street lines
+NAME_MISSING = Problem("name", "name.missing", ERROR, "The name is empty: enter the customer's full name.")
+STREET_MISSING = Problem("street", "street.missing", ERROR, "The street is empty: enter the customer's street.")
+NUMBER_MISSING = Problem("number", "number.missing", WARNING,
+                         f"The address number is empty: enter it, or {NO_NUMBER} if the address has no number.")
+DISTRICT_MISSING = Problem("district", "district.missing", WARNING,
+                           "The district (bairro) is empty: enter it; some ERPs and city halls refuse invoices "
+                           "without it.")
+
+
 def _check_texts(name: str, street: str, number: str, complement: str, district: str, out: list[Problem]) -> None:
     """NF-e xNome and enderDest text: missing or too short is an error for name and street, a
     warning for district; an empty number asks for S/N; too long is a warning (the text gets cut)."""
-    _check_length(out, "name", "name", name, ERROR, "enter the customer's full name.")
-    _check_length(out, "street", "street", street, ERROR, "enter the customer's street.")
+    _check_length(out, NAME_MISSING, "name", name, "enter the customer's full name.")
+    _check_length(out, STREET_MISSING, "street", street, "enter the full street name.")
     if not number:
-        out.append(Problem("number", "number.missing", WARNING,
-                           f"The address number is empty: enter it, or {NO_NUMBER} if the address has no number."))
+        out.append(NUMBER_MISSING)
     elif len(number) > NFE_MAX_LENGTH:
         out.append(_too_long("number", "address number", number))
     if len(complement) > NFE_MAX_LENGTH:
         out.append(_too_long("complement", "complement", complement))
-    _check_length(out, "district", "district (bairro)", district, WARNING,
-                  "enter it; some ERPs and city halls refuse invoices without it.")
+    _check_length(out, DISTRICT_MISSING, "district (bairro)", district, "enter the full district name.")
 
 
-def _check_length(out: list[Problem], field: str, label: str, value: str, short_severity: str, fix: str) -> None:
-    """Missing / too short (at the given severity) / too long (always a warning) for one text field."""
+def _check_length(out: list[Problem], missing: Problem, label: str, value: str, fix: str) -> None:
+    """Missing / too short (at the severity of `missing`) / too long (a warning) for one text field.
+
+    The missing-field problems are shared constants: empty fields are the most common fault and
+    their message does not depend on the record.
+    """
     if not value:
-        out.append(Problem(field, f"{field}.missing", short_severity, f"The {label} is empty: {fix}"))
+        out.append(missing)
     elif len(value) < MIN_NAME_LENGTH:
-        out.append(Problem(field, f"{field}.too_short", short_severity, f"The {label} {value!r} is too short: {fix}"))
+        out.append(Problem(missing.field, f"{missing.field}.too_short", missing.severity,
+                           f"The {label} {value!r} is too short: {fix}"))
     elif len(value) > NFE_MAX_LENGTH:
-        out.append(_too_long(field, label, value))
+        out.append(_too_long(missing.field, label, value))
 
 
 def _too_long(field: str, label: str, value: str) -> Problem:
@@ -218,16 +221,21 @@ def _check_state_and_zip(zip_code: str, state: str, out: list[Problem]) -> None:
         out.append(_cep_state_problem(cep, cep_uf, state))
 
 
+STATE_MISSING = Problem("state", "state.missing", ERROR, "The state (UF) is empty: enter it, e.g. SP.")
+ZIP_CODE_MISSING = Problem("zip_code", "zip_code.missing", ERROR, "The CEP is empty: enter the customer's CEP.")
+CITY_MISSING = Problem("city", "city.missing", ERROR, "The city is empty: enter the customer's city.")
+
+
 def _state_problem(state: str) -> Problem:
     if not state:
-        return Problem("state", "state.missing", ERROR, "The state (UF) is empty: enter it, e.g. SP.")
+        return STATE_MISSING
     return Problem("state", "state.invalid", ERROR,
                    f"The state {state!r} is not a Brazilian UF: enter one of the 27, e.g. SP, RJ, MG, DF.")
 
 
 def _cep_format_problem(raw: str) -> Problem:
     if not raw:
-        return Problem("zip_code", "zip_code.missing", ERROR, "The CEP is empty: enter the customer's CEP.")
+        return ZIP_CODE_MISSING
     return Problem("zip_code", "zip_code.invalid", ERROR,
                    f"The CEP {raw!r} is not valid: a CEP has 8 digits (not all zeros), e.g. 01310-100.")
 
@@ -271,7 +279,7 @@ def _city_problems(city: str, code: str, state: str) -> tuple[Problem, ...]:
 def _check_city_name(city: str, out: list[Problem]) -> bool:
     """NF-e xMun, 2 to 60 characters; returns whether the name is worth comparing with the code."""
     if not city:
-        out.append(Problem("city", "city.missing", ERROR, "The city is empty: enter the customer's city."))
+        out.append(CITY_MISSING)
         return False
     if len(city) < MIN_NAME_LENGTH:
         out.append(Problem("city", "city.too_short", ERROR, f"The city {city!r} is too short: enter its full name."))
@@ -392,11 +400,17 @@ def _check_values(values: list[str], compiled: Sequence[_CompiledRequirement]) -
     if state not in _UFS:
         state = state.upper()                # likewise "sp"
     out: list[Problem] = []
+    # A valid CPF on a PF, a valid CNPJ on a PJ (SEFAZ rejections 237 and 207), an IE on a PJ.
     if person_type == "PF":
         if not _cpf_ok(tax_id if tax_id.isdigit() else _normalize_tax_id(tax_id)):
-            _check_identity(person_type, tax_id, state_registration, out)
-    elif person_type != "PJ" or not state_registration or not _cnpj_ok(_normalize_tax_id(tax_id)):
-        _check_identity(person_type, tax_id, state_registration, out)
+            out.append(_tax_id_problem(person_type, tax_id))
+    elif person_type == "PJ":
+        if not _cnpj_ok(_normalize_tax_id(tax_id)):
+            out.append(_tax_id_problem(person_type, tax_id))
+        if not state_registration:
+            out.append(MISSING_STATE_REGISTRATION)
+    else:
+        _check_unknown_person_type(person_type, tax_id, out)
     if not (_SHORTEST <= len(name) <= _LONGEST and _SHORTEST <= len(street) <= _LONGEST
             and 0 < len(number) <= _LONGEST and len(complement) <= _LONGEST
             and _SHORTEST <= len(district) <= _LONGEST):              # every text inside its NF-e bounds

@@ -3,6 +3,7 @@ credentials are merged (a blank secret keeps the stored one), encrypted, and nev
 from __future__ import annotations
 
 import importlib
+from urllib.parse import urlparse
 
 from flask import current_app
 from flask_wtf import FlaskForm
@@ -90,8 +91,17 @@ def read_form(erp: str, form, integration: Integration | None) -> tuple[dict, di
         elif f.required and not creds.get(f.name) and cls.auth_kind != "oauth2":
             errors.append(f"{f.label} is required.")
     settings = {s.name: (getattr(form, f"set_{s.name}").data or "").strip() for s in cls.setting_fields}
+    for s in cls.setting_fields:
+        value = settings[s.name]
+        if s.name.endswith("url") and value and not _is_http_url(value):
+            errors.append(f"{s.label} must be an http:// or https:// address.")
     features = [f.value for f in Feature if cls.offers(f) and getattr(form, f"feat_{f.value}").data]
     return creds, settings, features, errors
+
+
+def _is_http_url(value: str) -> bool:
+    parsed = urlparse(value)
+    return parsed.scheme in ("http", "https") and bool(parsed.hostname)
 
 
 def test_connection(erp: str, creds: dict, settings: dict, integration: Integration | None) -> tuple[bool, str]:

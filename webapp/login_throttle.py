@@ -1,4 +1,5 @@
-"""Login throttling: after 5 failures for an e-mail or an address within 15 minutes, wait."""
+"""Login throttling: after 5 failures for one e-mail, or 20 from one address (many people may
+share a clinic's address), within 15 minutes, wait."""
 from __future__ import annotations
 
 from flask import request
@@ -7,6 +8,7 @@ from redis.exceptions import RedisError
 from .queues import redis_connection
 
 MAX_FAILURES = 5
+MAX_FAILURES_PER_ADDRESS = 20
 WINDOW_SECONDS = 15 * 60
 
 
@@ -24,7 +26,8 @@ class LoginThrottle:
             counts = redis_connection().mget(self.keys)
         except RedisError:
             return False
-        return any(int(c or 0) >= MAX_FAILURES for c in counts)
+        by_email, by_address = (int(c or 0) for c in counts)
+        return by_email >= MAX_FAILURES or by_address >= MAX_FAILURES_PER_ADDRESS
 
     def fail(self) -> None:
         try:

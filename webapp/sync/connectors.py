@@ -18,7 +18,7 @@ def http_client() -> HttpClient:
     """One HTTP client (and connection pool) per process, sharing the Redis rate limiter."""
     client = current_app.extensions.get("tecpet_http")
     if client is None:
-        client = HttpClient(redis_connection())
+        client = HttpClient(redis_connection(), timeout=current_app.config["HTTP_TIMEOUT_SECONDS"])
         current_app.extensions["tecpet_http"] = client
     return client
 

@@ -20,7 +20,6 @@ from .push import push_customer_chunk, push_invoice
 
 log = logging.getLogger(__name__)
 PAUSE_AFTER_FAILURES = 5
-SLICE_SECONDS = 20.0  # one job's share of a worker before it yields to other queued work
 _app = None
 
 
@@ -81,7 +80,7 @@ def _execute_run(run_id: int) -> str:
         return run.status
     runs.start(run)
     db.session.commit()
-    deadline = time.monotonic() + current_app.config.get("JOB_SLICE_SECONDS", SLICE_SECONDS)
+    deadline = time.monotonic() + current_app.config["JOB_SLICE_SECONDS"]
     try:
         connector = build_connector(integration)
         if run.entity == "verify":

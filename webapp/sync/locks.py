@@ -7,6 +7,8 @@ import uuid
 from contextlib import contextmanager
 from typing import Iterator
 
+from flask import current_app
+
 from integrations.base import TransientError
 
 from ..queues import redis_connection
@@ -20,8 +22,10 @@ return 1
 
 
 @contextmanager
-def record_locks(integration_id: int, entity: str, local_ids: list[int], ttl: float = 300.0,
+def record_locks(integration_id: int, entity: str, local_ids: list[int], ttl: float | None = None,
                  wait: float = 60.0) -> Iterator[None]:
+    """`ttl` bounds how long a crashed holder blocks the records (RECORD_LOCK_SECONDS)."""
+    ttl = ttl or current_app.config["RECORD_LOCK_SECONDS"]
     redis = redis_connection()
     token = uuid.uuid4().hex
     keys = [f"tecpet:reclock:{integration_id}:{entity}:{i}" for i in sorted(set(local_ids))]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from flask import current_app
 from redis.exceptions import RedisError
 from rq import Retry
 from rq.rate_limit import RateLimit
@@ -30,8 +31,6 @@ TOPIC_FEATURE = {
     "pull.requested": (Feature.PULL_BACK,),
     "verify.requested": (Feature.SYNC_CUSTOMERS,),
 }
-STALE_HEARTBEAT = timedelta(seconds=120)
-UNSENT_GRACE = timedelta(seconds=30)
 
 
 def record(clinic_id: int, topic: str, subject_id: int | None = None, *, integration_id: int | None = None,
@@ -151,10 +150,12 @@ def _job_alive(run: SyncRun) -> bool:
 def sweep() -> list[int]:
     """Re-enqueue queued runs whose job is not in Redis, and resume runs whose worker died."""
     now = utcnow()
+    stale_after = timedelta(seconds=current_app.config["STALE_RUN_SECONDS"])
+    unsent_grace = timedelta(seconds=current_app.config["UNSENT_GRACE_SECONDS"])
     requeued = []
     queued = db.session.scalars(select(SyncRun).where(SyncRun.status == "queued").order_by(SyncRun.id).limit(500))
     for run in list(queued):
-        if run.enqueued_at and now - run.enqueued_at < UNSENT_GRACE:
+        if run.enqueued_at and now - run.enqueued_at < unsent_grace:
             continue
         try:
             alive = _job_alive(run)
@@ -164,7 +165,7 @@ def sweep() -> list[int]:
             if enqueue_run(run):
                 requeued.append(run.id)
     stale = db.session.scalars(select(SyncRun).where(SyncRun.status == "running",
-                                                     SyncRun.heartbeat_at < now - STALE_HEARTBEAT).limit(200))
+                                                     SyncRun.heartbeat_at < now - stale_after).limit(200))
     for run in list(stale):
         log.warning("run %s abandoned (last heartbeat %s): resuming", run.id, run.heartbeat_at)
         run.status = "queued"

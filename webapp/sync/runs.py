@@ -69,16 +69,28 @@ def pending_ids(run: SyncRun, limit: int) -> list[int]:
         .order_by(SyncRecord.id).limit(limit)))
 
 
+def recount(run: SyncRun) -> int:
+    """Counters from the records themselves (two jobs of one run, after a crash, may both have
+    advanced it); returns how many are still pending."""
+    counts = dict(db.session.execute(select(SyncRecord.outcome, func.count()).where(SyncRecord.run_id == run.id)
+                                     .group_by(SyncRecord.outcome)).all())
+    for outcome in FINAL_OUTCOMES:
+        setattr(run, outcome, counts.get(outcome, 0))
+    run.total = sum(counts.values())
+    run.done = run.total - counts.get("pending", 0)
+    return counts.get("pending", 0)
+
+
 def finish(run: SyncRun, error: str = "") -> None:
     if error:
         run.error = error
-    remaining = db.session.scalar(select(func.count()).select_from(SyncRecord)
-                                  .where(SyncRecord.run_id == run.id, SyncRecord.outcome == "pending"))
+    remaining = recount(run)
     if error and (remaining or (run.total and run.failed == run.total)):
         run.status = "failed"
     elif run.failed or remaining:
         run.status = "partial"
     else:
         run.status = "succeeded"
+        run.error = ""  # a wait that resolved itself is history, not a problem
     run.finished_at = utcnow()
     run.heartbeat_at = run.finished_at

@@ -1,0 +1,4 @@
+"""iClub connector, built on the REST contract TecPet proposed (pending vendor confirmation)."""
+from .client import IClubConnector
+
+__all__ = ["IClubConnector"]

@@ -1,0 +1,4 @@
+"""Zanthus Manager / Zeus POS connector (partner ZMI channel)."""
+from .client import ZanthusConnector
+
+__all__ = ["ZanthusConnector"]
