@@ -14,6 +14,7 @@ CONNECTORS: dict[str, str] = {
     "contaazul": "integrations.contaazul.client:ContaAzulConnector",
     "zanthus": "integrations.zanthus.client:ZanthusConnector",
     "iclub": "integrations.iclub.client:IClubConnector",
+    "sankhya": "integrations.sankhya.client:SankhyaConnector",
 }
 
 SANDBOXES: dict[str, str] = {name: path.rsplit(".client:", 1)[0] + ".sandbox:Sandbox" for name, path in CONNECTORS.items()}
@@ -37,3 +38,22 @@ def sandbox_class(name: str):
 
 def all_connectors() -> "list[type[Connector]]":
     return [connector_class(n) for n in CONNECTORS]
+
+
+def _sandbox_module(name: str):
+    return importlib.import_module(SANDBOXES[name].partition(":")[0])
+
+
+def sandbox_demo_credentials(name: str) -> dict[str, str]:
+    """The credentials an ERP's sandbox accepts out of the box."""
+    return dict(getattr(_sandbox_module(name), "DEMO_CREDENTIALS", {}))
+
+
+def sandbox_demo_settings(name: str, url: str) -> dict[str, str]:
+    """Settings that point a connector at its sandbox on `url`, with the demo account's own codes."""
+    module = _sandbox_module(name)
+    settings = {"base_url": url}
+    settings.update(getattr(module, "DEMO_SETTINGS", {}))
+    if hasattr(module, "demo_settings"):
+        settings.update(module.demo_settings(url))
+    return settings

@@ -219,7 +219,8 @@ class SandboxServer:
         self.server.daemon_threads = True
         self.host, self.port = self.server.server_address[:2]
         self.url = f"http://{self.host}:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, name=f"sandbox-{self.port}", daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       name=f"sandbox-{self.port}", daemon=True)
 
     def start(self) -> "SandboxServer":
         self.thread.start()

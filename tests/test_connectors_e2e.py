@@ -12,7 +12,7 @@ import requests
 from sqlalchemy import select
 
 from integrations.base import Capability, Feature
-from integrations.registry import CONNECTORS, SANDBOXES, connector_class
+from integrations.registry import CONNECTORS, SANDBOXES, connector_class, sandbox_demo_settings
 from webapp.models import Integration, Invoice, SyncRun
 
 from .helpers import INVALID_CUSTOMER, VALID_CUSTOMERS, customer_event, invoice_event, post_events
@@ -66,8 +66,7 @@ def test_erp_end_to_end_through_the_worker(erp, world, web, api, work, serve_san
     support = web("support@test")
     creds = {f"cred_{f.name}": module.DEMO_CREDENTIALS[f.name] for f in cls.credential_fields
              if f.name in module.DEMO_CREDENTIALS}
-    settings = {"set_base_url": server.url}
-    settings.update({f"set_{k}": v for k, v in getattr(module, "demo_settings", lambda url: {})(server.url).items()})
+    settings = {f"set_{k}": v for k, v in sandbox_demo_settings(erp, server.url).items()}
     features = {f"feat_{f.value}": "y" for f in Feature if cls.offers(f)}
     form = {"erp": erp, **creds, **settings, **features}
     if cls.auth_kind == "oauth2":

@@ -2,7 +2,6 @@
 credentials are merged (a blank secret keeps the stored one), encrypted, and never echoed."""
 from __future__ import annotations
 
-import importlib
 from urllib.parse import urlparse
 
 from flask import current_app
@@ -13,7 +12,7 @@ from wtforms import BooleanField, PasswordField, StringField
 from wtforms.validators import Optional, Length
 
 from integrations.base import FEATURE_LABELS, ConnectorError, Feature
-from integrations.registry import SANDBOXES, connector_class
+from integrations.registry import connector_class, sandbox_demo_credentials, sandbox_demo_settings
 
 from . import credentials
 from .access import audit
@@ -65,18 +64,12 @@ def setup_form(erp: str, integration: Integration | None, formdata=None):
 def demo_settings(erp: str) -> dict[str, str]:
     """In demo mode the ERP's sandbox stands in for the ERP."""
     url = current_app.config.get("SANDBOX_URLS", {}).get(erp) if current_app.config.get("DEMO") else None
-    if not url:
-        return {}
-    module = importlib.import_module(SANDBOXES[erp].partition(":")[0])
-    return getattr(module, "demo_settings", lambda u: {"base_url": u})(url)
+    return sandbox_demo_settings(erp, url) if url else {}
 
 
 def demo_credentials(erp: str) -> dict[str, str]:
     """The sandbox's own demo credentials (not secrets: they open only a local fake)."""
-    if not demo_settings(erp):
-        return {}
-    module = importlib.import_module(SANDBOXES[erp].partition(":")[0])
-    return dict(getattr(module, "DEMO_CREDENTIALS", {}))
+    return sandbox_demo_credentials(erp) if demo_settings(erp) else {}
 
 
 def read_form(erp: str, form, integration: Integration | None) -> tuple[dict, dict, list[str], list[str]]:

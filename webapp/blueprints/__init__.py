@@ -2,6 +2,6 @@
 
 
 def register_blueprints(app) -> None:
-    from . import api, auth, customers, dashboard, finance, history, integrations, jobs, support
-    for module in (auth, dashboard, integrations, customers, history, jobs, finance, support, api):
+    from . import api, auth, customers, dashboard, finance, history, integrations, jobs, support, webhooks
+    for module in (auth, dashboard, integrations, customers, history, jobs, finance, support, api, webhooks):
         app.register_blueprint(module.bp)
