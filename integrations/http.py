@@ -200,6 +200,16 @@ class HttpClient:
         self.limiter = RedisRateLimiter(redis) if redis is not None else None
         self.inflight = RedisSemaphore(redis) if redis is not None else None
         self.sleep = time.sleep
+        # Called with a plain description of every ERP failure that is being retried, so the
+        # sync layer can show it on the run page while it lasts.
+        self.listeners: list = []
+
+    def _notify(self, what: str) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(what)
+            except Exception:  # a display hook never breaks a request
+                log.debug("retry listener failed", exc_info=True)
 
     # -- coordination helpers connectors may use
     @contextmanager
@@ -258,6 +268,7 @@ class HttpClient:
                                      "integration's API address setting") from exc
             except (requests.ConnectionError, requests.Timeout) as exc:
                 last_error = TransientError(f"Could not reach the ERP ({type(exc).__name__})")
+                self._notify(last_error.message)
                 log.info("%s %s failed: %s (attempt %d/%d)", method, _safe_url(url), type(exc).__name__, attempt + 1, attempts)
                 if attempt + 1 < attempts:
                     self.sleep(self.backoff_delay(attempt))
@@ -267,12 +278,14 @@ class HttpClient:
             if resp.status_code == 429:
                 retry_after = _retry_after(resp)
                 last_error = RateLimitedError(retry_after=retry_after or 1.0, status=429, raw=_body(resp))
+                self._notify("The ERP asked us to slow down (HTTP 429)")
                 if attempt + 1 < attempts:
                     self.sleep(self.backoff_delay(attempt, retry_after if retry_after is not None else 1.0 * (attempt + 1)))
                 continue
             if resp.status_code in retry_statuses:
                 last_error = TransientError(f"The ERP answered HTTP {resp.status_code}", status=resp.status_code,
                                             raw=_body(resp))
+                self._notify(last_error.message)
                 if attempt + 1 < attempts:
                     self.sleep(self.backoff_delay(attempt, _retry_after(resp)))
                 continue

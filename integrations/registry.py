@@ -15,6 +15,7 @@ CONNECTORS: dict[str, str] = {
     "zanthus": "integrations.zanthus.client:ZanthusConnector",
     "iclub": "integrations.iclub.client:IClubConnector",
     "sankhya": "integrations.sankhya.client:SankhyaConnector",
+    "omie": "integrations.omie.client:OmieConnector",
 }
 
 SANDBOXES: dict[str, str] = {name: path.rsplit(".client:", 1)[0] + ".sandbox:Sandbox" for name, path in CONNECTORS.items()}

@@ -28,6 +28,8 @@ def main(argv=None) -> None:
     parser.add_argument("--port-base", type=int, default=5101)
     parser.add_argument("--json", action="store_true", help="print one JSON object {erp: url}")
     args = parser.parse_args(argv)
+    import logging
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request drowns the demo's log
     servers = start_all(args.host, args.port_base)
     urls = {name: s.url for name, s in servers.items()}
     if args.json:

@@ -13,7 +13,7 @@ from integrations.base import AuthError, Connector, ConnectorError, RateLimitedE
 from ..extensions import db
 from ..models import Integration, Notification, SyncRecord, SyncRun, utcnow
 from . import outbox, runs
-from .connectors import build_connector
+from .connectors import build_connector, http_client
 from .pull import pull_all
 from .verify import verify_chunk
 from .push import push_customer_chunk, push_invoice
@@ -81,6 +81,24 @@ def _execute_run(run_id: int) -> str:
     runs.start(run)
     db.session.commit()
     deadline = time.monotonic() + current_app.config["JOB_SLICE_SECONDS"]
+    trouble: list[str] = []
+    client = http_client()
+    client.listeners.append(trouble.append)
+    try:
+        return _work(run_id, run, integration, deadline, trouble)
+    finally:
+        client.listeners.remove(trouble.append)
+
+
+def _show_trouble(run: SyncRun, trouble: list[str]) -> None:
+    """ERP failures retried within this step: visible on the run page while they last."""
+    if trouble:
+        run.error = f"The ERP is having trouble; retrying ({len(trouble)}x, last: {trouble[-1]})"
+        trouble.clear()
+        db.session.commit()
+
+
+def _work(run_id: int, run: SyncRun, integration: Integration, deadline: float, trouble: list[str]) -> str:
     try:
         connector = build_connector(integration)
         if run.entity == "verify":
@@ -88,6 +106,7 @@ def _execute_run(run_id: int) -> str:
                 if time.monotonic() > deadline:
                     return _continue_later(run)
                 verify_chunk(run, integration, connector, ids)
+                _show_trouble(run, trouble)
         elif run.direction == "pull":
             pull_all(run, integration, connector)
         elif run.entity == "customer":
@@ -95,11 +114,13 @@ def _execute_run(run_id: int) -> str:
                 if time.monotonic() > deadline:
                     return _continue_later(run)
                 push_customer_chunk(run, integration, connector, ids)
+                _show_trouble(run, trouble)
         else:
             while ids := runs.pending_ids(run, 1):
                 if time.monotonic() > deadline:
                     return _continue_later(run)
                 push_invoice(run, integration, connector, db.session.get(SyncRecord, ids[0]))
+                _show_trouble(run, trouble)
     except (RateLimitedError, TransientError) as exc:
         db.session.rollback()
         return _postpone(run_id, exc)
