@@ -276,3 +276,13 @@ def test_email_rule_is_stricter_than_rfc_where_invoices_are(email):
     """Deliberate differences: ERPs and the NF-e take ASCII addresses (RFC 6531 allows accents), and no
     top-level domain has one letter."""
     assert codes(check_customer(changed(PERSON, email=email))) == {"email.invalid": WARNING}
+
+
+def test_problems_are_immutable_because_memoized_ones_are_shared():
+    import dataclasses
+
+    first = check_customer(changed(PERSON, city="Campinas"))[0]
+    second = check_customer(changed(PERSON, id="other", city="Campinas"))[0]
+    assert first == second
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.message = "changed"
