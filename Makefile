@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 PG_TEST_URL ?= postgresql://root@127.0.0.1:5432/test
 
-.PHONY: run test test-sqlite test-postgres worker web sandboxes migrate clean
+.PHONY: run test test-sqlite test-postgres chaos chaos-quick worker web sandboxes migrate clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,12 @@ test-sqlite: $(STAMP)
 
 test-postgres: $(STAMP)
 	TEST_DATABASE=postgresql TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -q -p no:cacheprovider -m "not connector_only" $(PYTEST_ARGS)
+
+chaos: $(STAMP)  ## the chaos suite: worker kills, Redis outage, ERP faults, fuzzing, security
+	$(BIN)/python -m chaos.run
+
+chaos-quick: $(STAMP)  ## the same scenarios at CI size
+	$(BIN)/python -m chaos.run --quick
 
 worker: $(STAMP)
 	$(BIN)/python worker.py

@@ -420,7 +420,9 @@ class Connector:
         self._unsupported("customer update")
 
     def upsert_customers(self, batch: list[tuple[CustomerRecord, str | None]]) -> list[PushResult | ConnectorError]:
-        """Push many customers; (record, known remote id or None) in, one outcome per record out.
+        """Push many customers; (record, hint) in, one outcome per record out. The hint is the
+        ERP id when known, "" when the caller knows the ERP does not have it (create without a
+        search), None when unknown (search first, then update or create).
 
         The default goes one by one; ERPs with batch calls override it.
         """
@@ -429,6 +431,8 @@ class Connector:
             try:
                 if remote_id:
                     out.append(self.update_customer(remote_id, record))
+                elif remote_id == "":
+                    out.append(self.create_customer(record))
                 else:
                     found = self.find_customer(record)
                     if found:

@@ -49,7 +49,7 @@ def ids(world, db_session):
     db_session.add(SyncRecord(run_id=run.id, entity="customer", local_id=c.id, outcome="failed", message="x"))
     db_session.commit()
     return {"clinic_id": a.id, "customer_id": c.id, "invoice_id": inv.id, "integration_id": integ.id,
-            "run_id": run.id, "filename": "app.css"}
+            "run_id": run.id, "filename": "app.css", "erp": "bling"}
 
 
 def routes(app, ids):
@@ -124,7 +124,7 @@ def test_s2_canary_credential_never_leaks(app, world, web, api, work, vhsys_sand
     places = {}
     owner = web("owner-a@test")
     for endpoint, method, url in routes(app, {"clinic_id": cid, "customer_id": 1, "invoice_id": 1,
-                                              "integration_id": integration.id, "run_id": 1, "filename": "app.css"}):
+                                              "integration_id": integration.id, "run_id": 1, "filename": "app.css", "erp": "vhsys"}):
         if method == "GET":
             for who, client in (("support", support), ("owner", owner)):
                 body = client.get(url).get_data(as_text=True)

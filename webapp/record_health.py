@@ -96,3 +96,9 @@ def divergence(c: Customer, binding: Binding | None) -> list[dict]:
         if _norm(field, mine) != _norm(field, theirs):
             out.append({"field": field, "tecpet": mine, "erp": theirs})
     return out
+
+
+def records_differ(a, b) -> bool:
+    """Two canonical records differ in a compared field (masks, case and accents aside)."""
+    return any(_norm(f, getattr(a, f, "") or "") != _norm(f, getattr(b, f, "") or "")
+               for f in COMPARED_CUSTOMER_FIELDS)

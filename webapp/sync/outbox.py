@@ -125,6 +125,8 @@ def enqueue_run(run: SyncRun, delay: float | None = None) -> bool:
         if delay:
             q.enqueue_in(timedelta(seconds=delay), "webapp.sync.jobs.execute_run", run.id, **kwargs)
         else:
+            # (RQ's unique=True cannot be combined with its rate limit, which matters more here:
+            # job ids are per run and per enqueue, and the sweeper waits UNSENT_GRACE before acting)
             q.enqueue("webapp.sync.jobs.execute_run", run.id, **kwargs)
     except RedisError as exc:
         log.warning("run %s not enqueued (%s); the sweeper will retry", run.id, type(exc).__name__)

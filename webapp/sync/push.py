@@ -15,8 +15,10 @@ from integrations.base import (Capability, ConnectorError, Feature, FinancialRes
 
 from ..extensions import db
 from ..health import check_customer
+from ..record_health import records_differ
 from ..models import Binding, Customer, Integration, Invoice, SyncRecord, SyncRun, utcnow
 from . import runs
+from .erp_index import ErpIndex
 from .locks import record_locks
 from .connectors import feature_on
 from .records import customer_record, invoice_record
@@ -70,6 +72,7 @@ def _push_customer_chunk(run: SyncRun, integration: Integration, connector, reco
         Customer.clinic_id == integration.clinic_id, Customer.id.in_(local_ids)))}
     bindings = _bindings(integration.id, "customer", local_ids)
     requirements = type(connector).record_requirements
+    index = ErpIndex.for_run(run, connector)
     to_push = []
     for rec in recs:
         c = customers.get(rec.local_id)
@@ -87,17 +90,24 @@ def _push_customer_chunk(run: SyncRun, integration: Integration, connector, reco
         if b is not None and b.state == "bound" and b.payload_hash == payload_hash:
             runs.set_outcome(run, rec, "unchanged", "Already up to date in the ERP", b.remote_id)
             continue
+        fresh = b is None  # no earlier attempt: the ERP index may answer for the search
         b = _intent(integration, "customer", c.id, b)
         bindings[c.id] = b
-        to_push.append((rec, record, b, payload_hash))
+        hint = b.remote_id if b.state == "bound" else None
+        if fresh and index is not None:
+            hint, remote = index.hint(record)
+            if remote is not None and not records_differ(record, remote.record):
+                _bind(b, remote.remote_id, payload_hash, remote.record.to_dict())
+                runs.set_outcome(run, rec, "unchanged", "Already in the ERP: linked", remote.remote_id)
+                continue
+        to_push.append((rec, record, b, payload_hash, hint))
     db.session.commit()  # intents are durable before any remote create
     if not to_push:
         return
-    results = connector.upsert_customers([(record, b.remote_id if b.state == "bound" else None)
-                                          for _, record, b, _ in to_push])
+    results = connector.upsert_customers([(record, hint) for _, record, _, _, hint in to_push])
     if len(results) != len(to_push):
         raise ConnectorError(f"The connector answered {len(results)} outcomes for {len(to_push)} customers")
-    for (rec, record, b, payload_hash), result in zip(to_push, results):
+    for (rec, record, b, payload_hash, _), result in zip(to_push, results):
         if isinstance(result, PushResult):
             outcome = "created" if result.created else "updated"
             _bind(b, result.remote_id, payload_hash, result.remote_copy or None)
