@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .scenarios import r1_worker_kills, r2_redis_outage, r3_erp_faults
+from .scenarios import l1_limits_across_workers, r1_worker_kills, r2_redis_outage, r3_erp_faults
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTEST_SCENARIOS = {
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="*", help="scenario names, e.g. R1 S2")
     args = parser.parse_args(argv)
     scenarios = [("R1", lambda: r1_worker_kills(args.quick)), ("R2", lambda: r2_redis_outage(args.quick)),
-                 ("R3", lambda: r3_erp_faults(args.quick))]
+                 ("R3", lambda: r3_erp_faults(args.quick)), ("L1", lambda: l1_limits_across_workers(args.quick))]
     scenarios += [(name, (lambda n=name, t=targets: pytest_scenario(n, t, args.quick)))
                   for name, targets in PYTEST_SCENARIOS.items()]
     if args.only:

@@ -219,36 +219,46 @@ def r3_token_expiry(quick: bool) -> tuple[bool, dict]:
 
 
 def _bling_tokens(d: Deployment) -> dict:
-    """Authorize the demo app on the Bling sandbox as support would, returning stored credentials."""
+    return oauth_tokens(d, "bling")
+
+
+def oauth_tokens(d: Deployment, erp: str) -> dict:
+    """Authorize the demo app on an OAuth ERP's sandbox as support would; the credentials to store."""
     from html.parser import HTMLParser
     from urllib.parse import parse_qs, urljoin, urlparse
 
     import requests
 
     from integrations.base import ConnectorContext
-    from integrations.bling.client import BlingConnector
     from integrations.http import HttpClient
-    from integrations.registry import sandbox_demo_credentials
-    creds = sandbox_demo_credentials("bling")
+    from integrations.registry import connector_class, sandbox_demo_credentials, sandbox_demo_settings
+    creds = sandbox_demo_credentials(erp)
     store: dict = {}
-    ctx = ConnectorContext(credentials=dict(creds), settings={"base_url": d.sandbox("bling")}, http=HttpClient(None),
-                           account_key="chaos-setup", save_credentials=store.update, load_credentials=lambda: dict(store))
-    connector = BlingConnector(ctx)
+    ctx = ConnectorContext(credentials=dict(creds), settings=sandbox_demo_settings(erp, d.sandbox(erp)),
+                           http=HttpClient(None), account_key="chaos-setup", save_credentials=store.update,
+                           load_credentials=lambda: dict(store))
+    connector = connector_class(erp)(ctx)
     redirect = "http://127.0.0.1/callback"
     page = requests.get(connector.authorize_url(redirect, "s"), timeout=5)
 
     class Form(HTMLParser):
-        action, fields = "", {}
+        def __init__(self):
+            super().__init__()
+            self.action, self.method, self.fields = "", "get", {}
 
         def handle_starttag(self, tag, attrs):
             attrs = dict(attrs)
-            if tag == "form":
-                Form.action = attrs.get("action", "")
+            if tag == "form" and not self.action:
+                self.action, self.method = attrs.get("action", ""), (attrs.get("method") or "get").lower()
             if tag in ("input", "button") and attrs.get("name"):
-                Form.fields[attrs["name"]] = attrs.get("value", "")
+                self.fields.setdefault(attrs["name"], attrs.get("value", ""))
 
-    Form().feed(page.text)
-    answer = requests.post(urljoin(page.url, Form.action), data=Form.fields, allow_redirects=False, timeout=5)
+    form = Form()
+    form.feed(page.text)
+    if form.method == "post":
+        answer = requests.post(urljoin(page.url, form.action), data=form.fields, allow_redirects=False, timeout=5)
+    else:
+        answer = requests.get(urljoin(page.url, form.action), params=form.fields, allow_redirects=False, timeout=5)
     code = parse_qs(urlparse(answer.headers["Location"]).query)["code"][0]
     return connector.exchange_code(code, redirect)
 
@@ -267,3 +277,36 @@ def _owner(d: Deployment):
     token = re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
     client.post("/login", data={"email": user.email, "password": "chaos-pw", "csrf_token": token})
     return client
+
+
+def l1_limits_across_workers(quick: bool) -> tuple[bool, dict]:
+    """Every ERP: 4 workers push customers at the ERP's documented limits (scaled up so the run is
+    short); the sandbox counts requests over its limit: 0 allowed."""
+    from integrations.base import Capability
+    from integrations.registry import CONNECTORS, connector_class, sandbox_class
+    customers, scale = (120, 10) if quick else (500, 10)
+    figures, held = {}, True
+    for erp in CONNECTORS:
+        cls = connector_class(erp)
+        if not cls.supports(Capability.PUSH_CUSTOMERS):
+            continue
+        with Deployment(f"l1-{erp}", workers=4, extra_env={"TECPET_JOBS_PER_INTEGRATION": "4"}) as d:
+            documented = [[n * scale, sec] for n, sec in sandbox_class(erp).default_rate_limit]
+            d.faults(erp, rate_limit=documented)
+            creds = oauth_tokens(d, erp) if cls.auth_kind == "oauth2" else None
+            d.seed(erp, features=("sync_customers",), settings={"rate_limit_scale": str(scale)}, credentials=creds)
+            d.start_workers()
+            started = time.monotonic()
+            events = [{"type": "customer.upserted", "customer": make_customer(i)} for i in range(customers)]
+            accepted = sum(len(b) * (d.post(b) == 202) for b in chunks(events, max(1, customers // 8)))
+            idle = d.wait_idle(timeout=300 if quick else 900)
+            stats = d.sandbox_stats(erp)
+            from webapp.extensions import db
+            from webapp.models import SyncRun
+            db.session.rollback()
+            created = sum(r.created + r.updated for r in db.session.scalars(select(SyncRun)))
+            row = {"pushed": created, "requests": stats["requests"], "over_limit": stats["over_limit"],
+                   "seconds": round(time.monotonic() - started, 1)}
+            figures[erp] = row
+            held &= idle and accepted == customers and created == customers and stats["over_limit"] == 0
+    return held, figures

@@ -314,6 +314,9 @@ class RateLimit:
 
     windows: tuple[tuple[int, float], ...]
     max_concurrency: int = 0     # 0 = no cap on requests in flight
+    # Share by which each window is widened (None: the shared limiter's default). ERPs count by
+    # arrival; a request admitted early can arrive late, so a busier path wants a wider margin.
+    safety: float | None = None
 
 
 @dataclass(frozen=True)
@@ -375,7 +378,7 @@ class Connector:
         # production never sets this.
         scale = float(self.settings.get("rate_limit_scale") or 1)
         self.limit = RateLimit(windows=tuple((max(1, int(n * scale)), s) for n, s in self.rate_limit.windows),
-                               max_concurrency=self.rate_limit.max_concurrency)
+                               max_concurrency=self.rate_limit.max_concurrency, safety=self.rate_limit.safety)
 
     def http(self, method: str, url: str, **kwargs: Any):
         """Send one request through the shared client, inside this ERP account's limits."""

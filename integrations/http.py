@@ -122,9 +122,10 @@ class RedisRateLimiter:
     def try_acquire(self, account_key: str, limit: RateLimit) -> float:
         """Take one request slot now, or return the seconds to wait before trying again."""
         keys, args = [], [uuid.uuid4().hex]
+        safety = self.safety if limit.safety is None else limit.safety
         for count, seconds in limit.windows:
             keys.append(f"{self.prefix}:{account_key}:{count}/{seconds}")
-            args += [count, seconds * 1000.0 * (1 + self.safety)]
+            args += [count, seconds * 1000.0 * (1 + safety)]
         wait_ms = float(self._script(keys=keys, args=args))
         return wait_ms / 1000.0
 

@@ -14,7 +14,6 @@ from sqlalchemy import select
 
 from webapp.models import Binding, Customer, Integration, Invoice, SyncRecord, SyncRun
 
-from .test_walking_skeleton import setup_vhsys
 
 PUBLIC = {"auth.login", "healthz", "static", "index"}
 TOKEN_AUTH = {"api.events", "api.changes", "webhooks.receive"}

@@ -7,7 +7,7 @@ import requests
 from sqlalchemy import select
 
 from integrations.vhsys.sandbox import DEMO_CREDENTIALS
-from webapp.models import AuditLog, Binding, Customer, Integration, Invoice, PosSale, Receipt, SyncRecord, SyncRun
+from webapp.models import AuditLog, Customer, Integration, Invoice, PosSale, Receipt, SyncRecord, SyncRun
 
 from .helpers import INVALID_CUSTOMER, VALID_CUSTOMERS, customer_event, invoice_event, post_events
 

@@ -44,6 +44,8 @@ class Config:
         self.RECORD_LOCK_SECONDS = float(env.get("TECPET_RECORD_LOCK_SECONDS", "300"))
         self.HTTP_TIMEOUT_SECONDS = float(env.get("TECPET_HTTP_TIMEOUT", "20"))
         self.JOB_SLICE_SECONDS = float(env.get("TECPET_JOB_SLICE_SECONDS", "20"))
+        # RQ jobs of one integration running at once (fairness between clinics)
+        self.JOBS_PER_INTEGRATION = int(env.get("TECPET_JOBS_PER_INTEGRATION", "2"))
         self.SANDBOX_URLS = json.loads(env.get("TECPET_SANDBOX_URLS") or "{}")
         self.PUBLIC_URL = env.get("TECPET_PUBLIC_URL", "http://127.0.0.1:5000")
         for k, v in overrides.items():

@@ -7,7 +7,7 @@ clinic's invoice.
 from __future__ import annotations
 
 import redis
-from flask import current_app, g
+from flask import current_app
 from rq import Queue
 
 QUEUE_NAMES = ("events", "pulls", "bulk")

@@ -22,94 +22,15 @@ enforces the same by default.
 """
 from __future__ import annotations
 
-import random
 import time
-import uuid
-from contextlib import contextmanager
 from datetime import date
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any
 
 from ..base import (AuthError, Capability, Connector, CredentialField, CustomerRecord, FinancialResult, FiscalResult,
-                    InvoiceRecord, PermanentError, PullPage, PushResult, RateLimit, RateLimitedError,
+                    InvoiceRecord, PermanentError, PullPage, PushResult, RateLimit,
                     RecordRequirement, RemoteCustomer, SettingField, TransientError)
 from . import mapping
-
-# One atomic step on Redis' own clock: respect every rate window (and an optional in-flight cap), then
-# record the request. Same keys as the shared limiter/semaphore so budgets are shared with it.
-# KEYS[1] = in-flight set (scores in s), KEYS[2..] = one log per window (scores in ms).
-# ARGV = member, cap, lease_s, then (limit, window_ms) pairs. Returns 0 when taken, else whole ms to wait.
-_TAKE_SLOT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local member, cap, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-if cap > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now / 1000 - lease)
-  if redis.call('ZCARD', KEYS[1]) >= cap then return 2 end
-end
-local wait = 0
-for i = 2, #KEYS do
-  local limit, window = tonumber(ARGV[i * 2]), tonumber(ARGV[i * 2 + 1])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
-  local count = redis.call('ZCARD', KEYS[i])
-  if count >= limit then
-    local oldest = redis.call('ZRANGE', KEYS[i], count - limit, count - limit, 'WITHSCORES')
-    wait = math.max(wait, tonumber(oldest[2]) + window - now)
-  end
-end
-if wait > 0 then return math.max(1, math.ceil(wait)) end
-for i = 2, #KEYS do
-  redis.call('ZADD', KEYS[i], now, member)
-  redis.call('PEXPIRE', KEYS[i], math.ceil(tonumber(ARGV[i * 2 + 1])) + 1000)
-end
-if cap > 0 then
-  redis.call('ZADD', KEYS[1], now / 1000, member)
-  redis.call('EXPIRE', KEYS[1], math.ceil(lease) + 5)
-end
-return 0
-"""
-
-
-class AccountGate:
-    """Admits one request for an ERP account, rate windows (and in-flight cap) taken together.
-
-    A workaround, kept here until the shared client is fixed: its limiter returns a fractional
-    wait from Lua, which Redis truncates to an integer, so waits under 1 ms read as "go" without
-    the request being recorded, and bursts then exceed the budget.
-    """
-
-    # Each window is widened by 10%: the ERP counts by arrival, and a request admitted early in a
-    # window can arrive late (network, a busy worker) while later ones arrive at once.
-    SAFETY = 0.10
-
-    def __init__(self, redis, account_key: str, limit: RateLimit, lease_seconds: float = 60.0):
-        self.redis = redis
-        self.limit = limit
-        self.lease = lease_seconds
-        self.inflight_key = f"tecpet:inflight:{account_key}"
-        self.window_keys = [f"tecpet:ratelimit:{account_key}:{count}/{seconds}" for count, seconds in limit.windows]
-        self.script = redis.register_script(_TAKE_SLOT)
-
-    def _try(self, member: str) -> float:
-        args: list[Any] = [member, self.limit.max_concurrency, self.lease]
-        for count, seconds in self.limit.windows:
-            args += [count, seconds * 1000.0 * (1 + self.SAFETY)]
-        return int(self.script(keys=[self.inflight_key, *self.window_keys], args=args)) / 1000.0
-
-    @contextmanager
-    def slot(self, max_wait: float = 120.0) -> Iterator[None]:
-        member = uuid.uuid4().hex
-        deadline = time.monotonic() + max_wait
-        while (wait := self._try(member)) > 0:
-            if time.monotonic() + wait > deadline:
-                raise RateLimitedError("Our own request budget for this ERP account is used up", retry_after=wait)
-            time.sleep(min(wait, 5.0) + random.uniform(0, 0.003))
-        try:
-            yield
-        finally:
-            if self.limit.max_concurrency:
-                self.redis.zrem(self.inflight_key, member)
-
 
 class IClubConnector(Connector):
     """Every capability of the proposed contract; all off in the product until iClub confirms it."""
@@ -138,7 +59,7 @@ class IClubConnector(Connector):
         SettingField("page_size", "Records per page", "100"),
     )
     auth_kind = "static"
-    rate_limit = RateLimit(windows=((10, 1.0), (300, 60.0)))
+    rate_limit = RateLimit(windows=((10, 1.0), (300, 60.0)), safety=0.10)
     batch_size = 50
     record_requirements = (
         RecordRequirement("tax_id", "iclub.tax_id_required", "error", "iClub requires the CPF/CNPJ (cpf_cnpj).",
@@ -154,29 +75,7 @@ class IClubConnector(Connector):
         "TecPet's own test server.",
     )
 
-    def __init__(self, ctx):
-        super().__init__(ctx)
-        redis = getattr(ctx.http, "redis", None)
-        self._gate = AccountGate(redis, ctx.account_key, self.limit) if redis is not None else None
-
     # ------------------------------------------------------------------ transport
-    def http(self, method: str, url: str, *, retries: int | None = None, **kwargs: Any):
-        """The shared client's call, with each attempt admitted by `AccountGate` (see its docstring)."""
-        client = self.ctx.http
-        if self._gate is None:
-            return super().http(method, url, retries=retries, **kwargs)
-        secrets = [v for v in self.ctx.credentials.values() if isinstance(v, str)]
-        attempts = (client.retries if retries is None else retries) + 1
-        for attempt in range(attempts):
-            try:
-                with self._gate.slot():
-                    return client.request(method, url, secrets=secrets, retries=0, **kwargs)
-            except (TransientError, RateLimitedError) as exc:
-                if attempt + 1 >= attempts:
-                    raise
-                client.sleep(client.backoff_delay(attempt, getattr(exc, "retry_after", None)))
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
-
     def _base_url(self) -> str:
         base = self.settings["base_url"].replace("{tenant_host}", self.settings.get("tenant_host", "")).rstrip("/")
         if "{" in base or base.startswith("https:///") or not base.startswith(("http://", "https://")):

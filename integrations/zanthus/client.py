@@ -38,96 +38,15 @@ a courtesy budget of 5 requests per second; the sandbox enforces the same by def
 from __future__ import annotations
 
 import json
-import random
-import time as time_module
-import uuid
-from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
 
 from ..base import (AuthError, Capability, Connector, ConnectorError, CredentialField, CustomerRecord, FieldError,
-                    NotFoundError, PermanentError, PullPage, PushResult, RateLimit, RateLimitedError,
+                    NotFoundError, PermanentError, PullPage, PushResult, RateLimit,
                     RecordRequirement, RemoteCustomer, SettingField, TransientError)
 from . import mapping
-
-# One atomic step on Redis' own clock: respect the in-flight cap and every rate window, then record
-# the request in all of them. KEYS[1] = in-flight set (scores in seconds, like the shared semaphore),
-# KEYS[2..] = one log per window (scores in ms, same keys as the shared limiter, so budgets are shared).
-# ARGV = member, cap, lease_s, then (limit, window_ms) pairs. Returns 0 when taken, else whole ms to wait.
-_TAKE_SLOT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local member, cap, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-if cap > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now / 1000 - lease)
-  if redis.call('ZCARD', KEYS[1]) >= cap then return 2 end
-end
-local wait = 0
-for i = 2, #KEYS do
-  local limit, window = tonumber(ARGV[i * 2]), tonumber(ARGV[i * 2 + 1])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
-  local count = redis.call('ZCARD', KEYS[i])
-  if count >= limit then
-    local oldest = redis.call('ZRANGE', KEYS[i], count - limit, count - limit, 'WITHSCORES')
-    wait = math.max(wait, tonumber(oldest[2]) + window - now)
-  end
-end
-if wait > 0 then return math.max(1, math.ceil(wait)) end
-for i = 2, #KEYS do
-  redis.call('ZADD', KEYS[i], now, member)
-  redis.call('PEXPIRE', KEYS[i], math.ceil(tonumber(ARGV[i * 2 + 1])) + 1000)
-end
-if cap > 0 then
-  redis.call('ZADD', KEYS[1], now / 1000, member)
-  redis.call('EXPIRE', KEYS[1], math.ceil(lease) + 5)
-end
-return 0
-"""
-
-
-class AccountGate:
-    """Admits one request for an ERP account: in-flight cap and rate windows taken together.
-
-    A workaround, kept here until the shared client is fixed: its limiter returns a fractional
-    wait from Lua, which Redis truncates to an integer, so waits under 1 ms read as "go" without
-    the request being recorded (bursts then exceed the budget); and it takes the rate slot before
-    waiting for the in-flight slot, whose ranking by client-side timestamps can admit two at once.
-    """
-
-    # Each window is widened by 10%: the ERP counts by arrival, and a request admitted early in a
-    # window can arrive late (network, a busy worker) while later ones arrive at once.
-    SAFETY = 0.10
-
-    def __init__(self, redis, account_key: str, limit: RateLimit, lease_seconds: float = 60.0):
-        self.redis = redis
-        self.limit = limit
-        self.lease = lease_seconds
-        self.inflight_key = f"tecpet:inflight:{account_key}"
-        self.window_keys = [f"tecpet:ratelimit:{account_key}:{count}/{seconds}" for count, seconds in limit.windows]
-        self.script = redis.register_script(_TAKE_SLOT)
-
-    def _try(self, member: str) -> float:
-        args: list[Any] = [member, self.limit.max_concurrency, self.lease]
-        for count, seconds in self.limit.windows:
-            args += [count, seconds * 1000.0 * (1 + self.SAFETY)]
-        return int(self.script(keys=[self.inflight_key, *self.window_keys], args=args)) / 1000.0
-
-    @contextmanager
-    def slot(self, max_wait: float = 120.0) -> Iterator[None]:
-        member = uuid.uuid4().hex
-        deadline = time_module.monotonic() + max_wait
-        while (wait := self._try(member)) > 0:
-            if time_module.monotonic() + wait > deadline:
-                raise RateLimitedError("Our own request budget for this ERP account is used up", retry_after=wait)
-            time_module.sleep(min(wait, 5.0) + random.uniform(0, 0.003))
-        try:
-            yield
-        finally:
-            if self.limit.max_concurrency:
-                self.redis.zrem(self.inflight_key, member)
-
 
 ZMI_PATH = "/manager/restful/integracao/cadastro_sincrono.php5"
 LOGIN_PATH = "/manager_saas/saas_redirect.php5"
@@ -166,7 +85,7 @@ class ZanthusConnector(Connector):
         SettingField("timezone", "Store time zone", "America/Sao_Paulo"),
     )
     auth_kind = "static"
-    rate_limit = RateLimit(windows=((5, 1.0),), max_concurrency=1)
+    rate_limit = RateLimit(windows=((5, 1.0),), max_concurrency=1, safety=0.10)
     batch_size = 50
     record_requirements = (
         RecordRequirement("tax_id", "zanthus.tax_id_required", "error", "Zanthus requires the CPF/CNPJ (NUM_CGC).",
@@ -194,32 +113,6 @@ class ZanthusConnector(Connector):
         "Invoices (NF-e / NFS-e) are not issued through Zanthus; its POS issues its own NFC-e at the checkout.",
         "Customers changed inside Zanthus do not come back.",
     )
-
-    def __init__(self, ctx):
-        super().__init__(ctx)
-        redis = getattr(ctx.http, "redis", None)
-        self._gate = AccountGate(redis, ctx.account_key, self.limit) if redis is not None else None
-
-    def http(self, method: str, url: str, *, retries: int | None = None, **kwargs: Any):
-        """The shared client's call, but each attempt first takes a slot from `AccountGate`.
-
-        Workaround for two defects of the shared limiter (see AccountGate); the shared client still
-        does timeouts, redaction and the status handling. Retries use its backoff policy.
-        """
-        client = self.ctx.http
-        if self._gate is None:
-            return super().http(method, url, retries=retries, **kwargs)
-        secrets = [v for v in self.ctx.credentials.values() if isinstance(v, str)]
-        attempts = (client.retries if retries is None else retries) + 1
-        for attempt in range(attempts):
-            try:
-                with self._gate.slot():
-                    return client.request(method, url, secrets=secrets, retries=0, **kwargs)
-            except (TransientError, RateLimitedError) as exc:
-                if attempt + 1 >= attempts:
-                    raise
-                client.sleep(client.backoff_delay(attempt, getattr(exc, "retry_after", None)))
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     # ------------------------------------------------------------------ settings
     def _base_url(self) -> str:

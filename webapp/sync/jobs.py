@@ -6,12 +6,11 @@ import random
 import time
 
 from flask import current_app, has_app_context
-from sqlalchemy import select
 
 from integrations.base import AuthError, Connector, ConnectorError, RateLimitedError, TransientError
 
 from ..extensions import db
-from ..models import Integration, Notification, SyncRecord, SyncRun, utcnow
+from ..models import Integration, Notification, SyncRecord, SyncRun
 from . import outbox, runs
 from .connectors import build_connector, http_client
 from .pull import pull_all

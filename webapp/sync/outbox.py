@@ -110,7 +110,6 @@ def dispatch(limit: int = 5000) -> list[int]:
     return [r.id for r in planned]
 
 
-IN_FLIGHT_PER_INTEGRATION = 2
 
 
 def enqueue_run(run: SyncRun, delay: float | None = None) -> bool:
@@ -121,7 +120,8 @@ def enqueue_run(run: SyncRun, delay: float | None = None) -> bool:
         kwargs = dict(job_id=job_id, job_timeout=3600, result_ttl=600, failure_ttl=7 * 86400,
                       retry=Retry(max=3, interval=[5, 30, 120]), description=f"{run.direction} {run.entity} run {run.id}",
                       # RQ's own cap: one clinic's runs never hold more than N workers at once
-                      rate_limit=RateLimit(f"tecpet:integration:{run.integration_id}", IN_FLIGHT_PER_INTEGRATION))
+                      rate_limit=RateLimit(f"tecpet:integration:{run.integration_id}",
+                                           current_app.config["JOBS_PER_INTEGRATION"]))
         if delay:
             q.enqueue_in(timedelta(seconds=delay), "webapp.sync.jobs.execute_run", run.id, **kwargs)
         else:
