@@ -99,7 +99,7 @@ class Deployment:
         self.ctx.push()
         upgrade(directory=str(ROOT / "migrations"))
         self.sandbox_proc = subprocess.Popen([sys.executable, "-m", "integrations.sandbox_server", "--json",
-                                              "--port-base", str(free_port())], cwd=ROOT, stdout=subprocess.PIPE,
+                                              "--port-base", "0"], cwd=ROOT, stdout=subprocess.PIPE,
                                              text=True, env=self.env)
         self.sandbox_urls = json.loads(self.sandbox_proc.stdout.readline())
         return self

@@ -151,6 +151,17 @@ class Invoice(db.Model):
     customer = relationship(Customer)
 
 
+class InvoiceReceivable(db.Model):
+    """Which TecPet invoice an ERP receivable belongs to (receipts pulled back find it here)."""
+
+    __tablename__ = "invoice_receivables"
+    __table_args__ = (UniqueConstraint("integration_id", "remote_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    integration_id: Mapped[int] = mapped_column(Integer)
+    remote_id: Mapped[str] = mapped_column(String(64))
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+
+
 class Integration(db.Model):
     """A clinic's link to its ERP. Credentials are Fernet-encrypted; never rendered or logged."""
 

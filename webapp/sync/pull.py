@@ -12,7 +12,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from integrations.base import COMPARED_CUSTOMER_FIELDS, Capability, FiscalState
 
 from ..extensions import db
-from ..models import Binding, Customer, Integration, Invoice, PosSale, Receipt, SyncRun, utcnow
+from ..models import Binding, Customer, Integration, Invoice, InvoiceReceivable, PosSale, Receipt, SyncRun, utcnow
 from . import outbox, runs
 from .push import apply_fiscal
 from .records import apply_record, customer_record
@@ -164,9 +164,6 @@ def store_receipt(run: SyncRun, integration: Integration, receipt) -> None:
 
 
 def _invoice_of_receipt(integration: Integration, row: Receipt):
-    for inv in db.session.scalars(select(Invoice).where(Invoice.clinic_id == integration.clinic_id,
-                                                        Invoice.order_remote_id != "")
-                                  .order_by(Invoice.id.desc()).limit(500)):
-        if row.receivable_remote_id in (inv.receivable_remote_ids or []):
-            return inv
-    return None
+    link = db.session.scalar(select(InvoiceReceivable).where(InvoiceReceivable.integration_id == integration.id,
+                                                             InvoiceReceivable.remote_id == row.receivable_remote_id))
+    return db.session.get(Invoice, link.invoice_id) if link else None

@@ -16,7 +16,7 @@ from integrations.base import (Capability, ConnectorError, Feature, FinancialRes
 from ..extensions import db
 from ..health import check_customer
 from ..record_health import records_differ
-from ..models import Binding, Customer, Integration, Invoice, SyncRecord, SyncRun, utcnow
+from ..models import Binding, Customer, Integration, Invoice, InvoiceReceivable, SyncRecord, SyncRun, utcnow
 from . import runs
 from .erp_index import ErpIndex
 from .locks import record_locks
@@ -199,6 +199,11 @@ def _ensure_financial(integration: Integration, connector, inv: Invoice, custome
     inv.order_remote_id = financial.order_remote_id
     inv.order_number = financial.order_number
     inv.receivable_remote_ids = list(financial.receivable_remote_ids)
+    known = set(db.session.scalars(select(InvoiceReceivable.remote_id).where(
+        InvoiceReceivable.integration_id == integration.id, InvoiceReceivable.invoice_id == inv.id)))
+    for rid in financial.receivable_remote_ids:
+        if str(rid) not in known:
+            db.session.add(InvoiceReceivable(integration_id=integration.id, remote_id=str(rid), invoice_id=inv.id))
     inv.status = "sent"
     db.session.commit()
     return financial

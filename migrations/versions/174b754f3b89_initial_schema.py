@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 479fa5e0eb3c
+Revision ID: 174b754f3b89
 Revises: 
-Create Date: 2026-11-25 21:32:42.860795
+Create Date: 2026-11-25 22:10:07.582454
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '479fa5e0eb3c'
+revision = '174b754f3b89'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -274,6 +274,18 @@ def upgrade():
         batch_op.create_index('ix_runs_status', ['status', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_sync_runs_integration_id'), ['integration_id'], unique=False)
 
+    op.create_table('invoice_receivables',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('integration_id', sa.Integer(), nullable=False),
+    sa.Column('remote_id', sa.String(length=64), nullable=False),
+    sa.Column('invoice_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['invoice_id'], ['invoices.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('integration_id', 'remote_id')
+    )
+    with op.batch_alter_table('invoice_receivables', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_invoice_receivables_invoice_id'), ['invoice_id'], unique=False)
+
     op.create_table('sync_records',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('run_id', sa.Integer(), nullable=False),
@@ -302,6 +314,10 @@ def downgrade():
         batch_op.drop_index('ix_sync_records_run')
 
     op.drop_table('sync_records')
+    with op.batch_alter_table('invoice_receivables', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_invoice_receivables_invoice_id'))
+
+    op.drop_table('invoice_receivables')
     with op.batch_alter_table('sync_runs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sync_runs_integration_id'))
         batch_op.drop_index('ix_runs_status')
