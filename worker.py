@@ -11,6 +11,7 @@ import threading
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Worker
+from sqlalchemy.orm import configure_mappers
 
 from webapp import create_app
 from webapp.queues import QUEUE_NAMES
@@ -49,6 +50,9 @@ def main(argv=None) -> None:
     parser.add_argument("--name", default=None)
     args = parser.parse_args(argv)
     app = create_app()
+    # Configure the ORM now, in the main thread: a work horse is forked while the tick thread may be
+    # running, and a fork taken while that thread held SQLAlchemy's configure lock would hang forever.
+    configure_mappers()
     redis = Redis.from_url(app.config["REDIS_URL"])
     queues = [Queue(n, connection=redis) for n in QUEUE_NAMES]
     stop = threading.Event()

@@ -87,6 +87,13 @@ class Deployment:
 
     # -- lifecycle
     def __enter__(self) -> "Deployment":
+        try:
+            return self._start()
+        except BaseException:
+            self._cleanup()
+            raise
+
+    def _start(self) -> "Deployment":
         self.redis.start()
         os.environ.update({k: self.env[k] for k in ("DATABASE_URL", "REDIS_URL", "TECPET_FERNET_KEY", "SECRET_KEY",
                                                     "TECPET_STALE_RUN_SECONDS", "TECPET_UNSENT_GRACE_SECONDS",
@@ -105,14 +112,19 @@ class Deployment:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._cleanup()
+
+    def _cleanup(self) -> None:
         self.stop_workers()
-        if self.sandbox_proc:
+        if self.sandbox_proc and self.sandbox_proc.poll() is None:
             self.sandbox_proc.terminate()
             self.sandbox_proc.wait(10)
-        from webapp.extensions import db
-        db.session.remove()
-        db.engine.dispose()
-        self.ctx.pop()
+        if getattr(self, "ctx", None) is not None:
+            from webapp.extensions import db
+            db.session.remove()
+            db.engine.dispose()
+            self.ctx.pop()
+            self.ctx = None
         self.redis.stop()
         self.logs.close()
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -117,7 +117,8 @@ def enqueue_run(run: SyncRun, delay: float | None = None) -> bool:
     job_id = f"run-{run.id}-{(run.enqueues or 0) + 1}"
     try:
         q = queue(queue_for(run))
-        kwargs = dict(job_id=job_id, job_timeout=3600, result_ttl=600, failure_ttl=7 * 86400,
+        # a slice lasts JOB_SLICE_SECONDS, so a job still running after 15 minutes is stuck: RQ kills it
+        kwargs = dict(job_id=job_id, job_timeout=900, result_ttl=600, failure_ttl=7 * 86400,
                       retry=Retry(max=3, interval=[5, 30, 120]), description=f"{run.direction} {run.entity} run {run.id}",
                       # RQ's own cap: one clinic's runs never hold more than N workers at once
                       rate_limit=RateLimit(f"tecpet:integration:{run.integration_id}",
