@@ -1,6 +1,11 @@
 """An RQ worker on the project's queues (events before pulls before bulk), with RQ's scheduler
 for delayed retries and a periodic tick (outbox dispatch, sweeper, scheduled pulls) that only
-one worker at a time performs. Run any number of these, on any number of machines."""
+one worker at a time performs. Run any number of these, on any number of machines.
+
+It is RQ's SimpleWorker: jobs run in this process, one at a time. A job is a bounded slice of a
+run, so nothing accumulates, and no process is forked while the tick thread may hold a lock
+(SQLite's, SQLAlchemy's): forking a threaded process is how a work horse hangs forever. A
+worker that dies is restarted by its supervisor; the sweeper resumes what it was doing."""
 from __future__ import annotations
 
 import argparse
@@ -10,11 +15,12 @@ import threading
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker
 from sqlalchemy.orm import configure_mappers
 
 from webapp import create_app
 from webapp.queues import QUEUE_NAMES
+from webapp.sync.jobs import use_app
 
 log = logging.getLogger("worker")
 
@@ -50,15 +56,14 @@ def main(argv=None) -> None:
     parser.add_argument("--name", default=None)
     args = parser.parse_args(argv)
     app = create_app()
-    # Configure the ORM now, in the main thread: a work horse is forked while the tick thread may be
-    # running, and a fork taken while that thread held SQLAlchemy's configure lock would hang forever.
-    configure_mappers()
+    configure_mappers()  # once, before any thread starts
+    use_app(app)         # jobs and the tick share this app, its engine and its HTTP client
     redis = Redis.from_url(app.config["REDIS_URL"])
     queues = [Queue(n, connection=redis) for n in QUEUE_NAMES]
     stop = threading.Event()
     if args.tick > 0:
         start_ticker(app, redis, args.tick, stop)
-    worker = Worker(queues, connection=redis, name=args.name)
+    worker = SimpleWorker(queues, connection=redis, name=args.name)
     try:
         worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
     finally:

@@ -22,6 +22,12 @@ PAUSE_AFTER_FAILURES = 5
 _app = None
 
 
+def use_app(app) -> None:
+    """The app jobs run in when no app context is active (the worker's own)."""
+    global _app
+    _app = app
+
+
 def _with_app(fn, *args):
     global _app
     if has_app_context():
