@@ -78,7 +78,7 @@ def run_states(d: Deployment) -> dict:
 
 
 def r1_worker_kills(quick: bool) -> tuple[bool, dict]:
-    customers, invoices, kills = (400, 40, 10) if quick else (2000, 200, 10)
+    customers, invoices, kills = (300, 30, 10) if quick else (2000, 200, 10)
     rng = random.Random(20261125)
     with Deployment("r1", workers=2) as d:
         d.faults("vhsys", rate_limit=UNLIMITED)
@@ -284,7 +284,7 @@ def l1_limits_across_workers(quick: bool) -> tuple[bool, dict]:
     short); the sandbox counts requests over its limit: 0 allowed."""
     from integrations.base import Capability
     from integrations.registry import CONNECTORS, connector_class, sandbox_class
-    customers, scale = (120, 10) if quick else (500, 10)
+    customers, scale = (80, 10) if quick else (500, 10)
     figures, held = {}, True
     for erp in CONNECTORS:
         cls = connector_class(erp)
