@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 PG_TEST_URL ?= postgresql://root@127.0.0.1:5432/test
 
-.PHONY: run test test-sqlite test-postgres chaos chaos-quick worker web sandboxes migrate clean
+.PHONY: run test test-sqlite test-postgres e2e chaos chaos-quick worker web sandboxes migrate clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,10 +20,13 @@ test: $(STAMP)  ## the whole suite on SQLite, then on PostgreSQL
 	$(MAKE) --no-print-directory test-postgres
 
 test-sqlite: $(STAMP)
-	TEST_DATABASE=sqlite $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	TEST_DATABASE=sqlite $(BIN)/python -m pytest -q -p no:cacheprovider --ignore=tests/e2e $(PYTEST_ARGS)
 
 test-postgres: $(STAMP)
-	TEST_DATABASE=postgresql TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -q -p no:cacheprovider -m "not connector_only" $(PYTEST_ARGS)
+	TEST_DATABASE=postgresql TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -q -p no:cacheprovider --ignore=tests/e2e -m "not connector_only" $(PYTEST_ARGS)
+
+e2e: $(STAMP)  ## real-browser tests (apt's Chromium), screenshots into docs/screenshots
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/e2e
 
 chaos: $(STAMP)  ## the chaos suite: worker kills, Redis outage, ERP faults, fuzzing, security
 	$(BIN)/python -m chaos.run

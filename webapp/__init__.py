@@ -43,6 +43,8 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
 
     from .formatting import register_filters
     register_filters(app)
+    from .i18n import init_i18n
+    init_i18n(app)
 
     @app.route("/")
     def index():

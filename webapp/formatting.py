@@ -61,6 +61,17 @@ def br_date(value, utc: bool = True) -> str:
     return str(value)
 
 
+def quantity(value) -> str:
+    """An item quantity without trailing zeros, Brazilian decimal comma: 1 / 1,5 / 1.250."""
+    try:
+        q = Decimal(str(value)).normalize()
+    except InvalidOperation:
+        return str(value or "")
+    whole, _, frac = f"{abs(q):,f}".partition(".")
+    text = whole.replace(",", ".") + ("," + frac if frac else "")
+    return ("-" if q < 0 else "") + text
+
+
 def tax_id(value) -> str:
     """CPF 000.000.000-00; CNPJ 00.000.000/0000-00, alphanumeric too (12.ABC.345/01DE-35); anything
     else unmasked (a mask over a wrong number would make it look right)."""
@@ -71,11 +82,12 @@ def duration(seconds) -> str:
     if seconds is None:
         return ""
     seconds = max(0, int(round(float(seconds))))
+    nb = "\u00a0"  # a number never wraps away from its unit
     if seconds < 60:
-        return f"{seconds} s"
+        return f"{seconds}{nb}s"
     if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {(seconds % 3600) // 60:02d} min"
+        return f"{seconds // 60}{nb}min {seconds % 60:02d}{nb}s"
+    return f"{seconds // 3600}{nb}h {(seconds % 3600) // 60:02d}{nb}min"
 
 
 def _locale() -> str:
@@ -167,7 +179,7 @@ def sync_chart(daily: list[dict], days: int = 30, today: date | None = None) -> 
             if values[s]:
                 y -= height
                 segments.append({"series": s, "value": values[s], "y": round(y, 2), "h": round(max(height, 1.0), 2)})
-        bars.append({"day": d, "x": round(x, 2), "w": round(bar_w, 2), "values": values, "segments": segments,
+        bars.append({"day": d, "x": round(x, 2), "w": round(bar_w, 2), "counts": values, "segments": segments,
                      "total": sum(values.values()), "label": d.strftime("%d/%m"),
                      "show_label": (days - 1 - i) % 5 == 0})
     ticks = [{"value": top // 4 * k, "y": round(baseline - plot_h * k / 4, 2)} for k in range(5)]
@@ -179,5 +191,5 @@ def sync_chart(daily: list[dict], days: int = 30, today: date | None = None) -> 
 
 def register_filters(app) -> None:
     app.jinja_env.filters.update(money=money, br_date=br_date, tax_id=tax_id, duration=duration, number=number,
-                                 percent=percent)
+                                 percent=percent, quantity=quantity)
     app.jinja_env.globals.update(run_pace=run_pace, sync_chart=sync_chart)

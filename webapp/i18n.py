@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from flask import current_app, g, has_request_context, redirect, render_template, request, session
-from flask_babel import Babel, get_locale, gettext, lazy_gettext as _l, lazy_pgettext, ngettext
+from flask_babel import Babel, get_locale, gettext, lazy_gettext as _l, lazy_pgettext
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,8 @@ def _switch_language():
         session["lang"] = lang
         g.new_lang = lang
     rest = [(k, v) for k, v in request.args.items(multi=True) if k != "lang"]
-    return redirect(request.path + ("?" + urlencode(rest) if rest else ""))
+    path = "/" + request.path.lstrip("/")  # never "//host": the redirect stays on this site
+    return redirect(path + ("?" + urlencode(rest) if rest else ""))
 
 
 def _remember_language(response):
@@ -126,7 +127,7 @@ def _remember_language(response):
 def lang_url(lang: str) -> str:
     """This page in another language (the switch keeps the page's own query)."""
     args = [(k, v) for k, v in request.args.items(multi=True) if k != "lang"] + [("lang", lang)]
-    return request.path + "?" + urlencode(args)
+    return "/" + request.path.lstrip("/") + "?" + urlencode(args)
 
 
 # --------------------------------------------------------------------------- error pages
@@ -408,9 +409,14 @@ def problem_text(problem: dict, customer=None) -> str:
     return message
 
 
-def plural_records(n: int) -> str:
-    return ngettext("%(num)s record", "%(num)s records", n)
-
-
 # Strings shown through a variable (Flask-Login's message): listed so the catalog keeps them.
 CATALOG_ONLY = (N_("Please log in."),)
+
+
+def extract_connector_notes(fileobj, keywords, comment_tags, options):
+    """pybabel extraction method for translations/babel.cfg: every registered connector's notes, which
+    the pages show through note_text()."""
+    from integrations.registry import all_connectors
+    for cls in all_connectors():
+        for note in cls.notes:
+            yield 0, "gettext", note, [f"{cls.label} connector note"]

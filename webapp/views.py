@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from flask_babel import gettext
 from sqlalchemy import case, func, select
 
 from integrations.base import capability_panel
@@ -21,21 +22,21 @@ def active_integration(clinic_id: int) -> Integration | None:
 def integration_status(integration: Integration | None) -> tuple[str, str]:
     """(healthy | degraded | failing | paused | disabled | none, why)."""
     if integration is None:
-        return "none", "No integration yet. Contact TecPet support to connect your ERP."
+        return "none", gettext("No integration yet. Contact TecPet support to connect your ERP.")
     if not integration.enabled:
-        return "disabled", "The integration is disabled."
+        return "disabled", gettext("The integration is disabled.")
     if integration.paused:
         return "paused", integration.paused_reason
     last = db.session.scalars(select(SyncRun).where(SyncRun.integration_id == integration.id,
                                                     SyncRun.status.in_(("succeeded", "partial", "failed")))
                               .order_by(SyncRun.id.desc()).limit(5)).all()
     if not last:
-        return "healthy", "Enabled; waiting for the first sync."
+        return "healthy", gettext("Enabled; waiting for the first sync.")
     if last[0].status == "failed":
-        return "failing", last[0].error or "The last sync failed."
+        return "failing", last[0].error or gettext("The last sync failed.")
     if any(r.status != "succeeded" for r in last):
-        return "degraded", "Some records failed recently: see the sync history."
-    return "healthy", "All recent syncs succeeded."
+        return "degraded", gettext("Some records failed recently: see the sync history.")
+    return "healthy", gettext("All recent syncs succeeded.")
 
 
 def health_summary(clinic_id: int) -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext, lazy_gettext as _l
 from flask_login import login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -16,8 +17,8 @@ bp = Blueprint("auth", __name__)
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("E-mail", validators=[DataRequired(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired()])
+    email = EmailField(_l("E-mail"), validators=[DataRequired(), Length(max=254)])
+    password = PasswordField(_l("Password"), validators=[DataRequired()])
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -27,7 +28,7 @@ def login():
     if form.validate_on_submit():
         throttle = LoginThrottle.for_request(form.email.data)
         if throttle.blocked():
-            flash("Too many failed attempts. Wait a few minutes and try again.", "error")
+            flash(gettext("Too many failed attempts. Wait a few minutes and try again."), "error")
             return render_template("auth/login.html", form=form), 429
         user = db.session.scalar(select(User).where(User.email == form.email.data.strip().lower()))
         if user and user.check_password(form.password.data):
@@ -35,7 +36,7 @@ def login():
             login_user(user)
             return redirect(url_for("index"))
         throttle.fail()
-        flash("Wrong e-mail or password.", "error")
+        flash(gettext("Wrong e-mail or password."), "error")
         status = 401
     elif request.method == "POST":
         status = 400

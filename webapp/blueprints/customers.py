@@ -5,6 +5,7 @@ import csv
 import io
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import login_required
 from sqlalchemy import select
 
@@ -97,12 +98,12 @@ def resolve(clinic_id: int, customer_id: int):
     action = request.form.get("action")
     if action == "push_tecpet":
         divergence_actions.push_tecpet_version(integration, c, binding)
-        flash("TecPet's version is queued to be sent to the ERP.", "success")
+        flash(gettext("TecPet's version is queued to be sent to the ERP."), "success")
     elif action == "take_erp":
         if not binding.remote_copy:
-            abort(409, "The ERP's copy has not been read yet: verify first.")
+            abort(409, gettext("The ERP's copy has not been read yet: verify first."))
         divergence_actions.take_erp_version(integration, c, binding)
-        flash("The ERP's version was taken into TecPet; TecPet core is notified.", "success")
+        flash(gettext("The ERP's version was taken into TecPet; TecPet core is notified."), "success")
     else:
         abort(400)
     return redirect(url_for("customers.detail", clinic_id=clinic.id, customer_id=c.id))
@@ -114,7 +115,7 @@ def verify(clinic_id: int, customer_id: int):
     clinic = clinic_scope(clinic_id)
     c, integration, _ = _bound(clinic.id, customer_id)
     divergence_actions.request_verify(integration, [c.id])
-    flash("Reading this customer back from the ERP.", "success")
+    flash(gettext("Reading this customer back from the ERP."), "success")
     return redirect(url_for("customers.detail", clinic_id=clinic.id, customer_id=c.id))
 
 
@@ -127,5 +128,5 @@ def _bound(clinic_id: int, customer_id: int):
                                                       Binding.entity == "customer", Binding.local_id == c.id,
                                                       Binding.state == "bound"))
     if binding is None:
-        abort(409, "This customer is not linked to an ERP record yet.")
+        abort(409, gettext("This customer is not linked to an ERP record yet."))
     return c, integration, binding

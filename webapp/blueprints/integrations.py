@@ -4,6 +4,7 @@ from __future__ import annotations
 import secrets
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
@@ -59,8 +60,8 @@ def setup(clinic_id: int):
             if not errors:
                 enable = request.form.get("action") != "save_disabled"
                 integration_setup.save(clinic, erp, creds, settings, features, enable)
-                flash(f"{cls.label} integration saved" + (" and enabled; the first customer sync is queued."
-                                                          if enable else " (disabled)."), "success")
+                flash(gettext("%(erp)s integration saved and enabled; the first customer sync is queued.", erp=cls.label)
+                      if enable else gettext("%(erp)s integration saved (disabled).", erp=cls.label), "success")
                 return redirect(url_for("integrations.show", clinic_id=clinic.id))
         else:
             errors = [f"{getattr(form, name).label.text}: {', '.join(msgs)}" for name, msgs in form.errors.items()]
@@ -99,7 +100,7 @@ def pull_now(clinic_id: int, integration_id: int):
     audit("pull.requested", integration.erp, clinic.id)
     db.session.commit()
     outbox.dispatch()
-    flash("Pull queued.", "success")
+    flash(gettext("Pull queued."), "success")
     return redirect(url_for("history.runs", clinic_id=clinic.id))
 
 
@@ -115,7 +116,7 @@ def full_sync(clinic_id: int, integration_id: int):
     audit("sync.requested", integration.erp, clinic.id)
     db.session.commit()
     outbox.dispatch()
-    flash("Customer sync queued.", "success")
+    flash(gettext("Customer sync queued."), "success")
     return redirect(url_for("history.runs", clinic_id=clinic.id))
 
 
@@ -140,7 +141,8 @@ def set_state(clinic_id: int, integration_id: int):
     else:
         abort(400)
     db.session.commit()
-    flash(f"Integration {action}d.", "success")
+    flash({"disable": gettext("Integration disabled."), "enable": gettext("Integration enabled."),
+           "resume": gettext("Integration resumed.")}[action], "success")
     return redirect(url_for("integrations.show", clinic_id=clinic.id))
 
 
@@ -152,7 +154,7 @@ def oauth_start(clinic_id: int):
     erp = _erp_arg()
     integration = _integration(clinic.id, erp)
     if integration is None or not integration.credentials_encrypted:
-        flash("Save the app's client id and secret first.", "error")
+        flash(gettext("Save the app's client id and secret first."), "error")
         return redirect(url_for("integrations.setup", clinic_id=clinic.id, erp=erp))
     state = secrets.token_urlsafe(24)
     session["oauth_state"] = {"state": state, "clinic_id": clinic.id, "erp": erp}
@@ -169,20 +171,20 @@ def _redirect_uri() -> str:
 def oauth_callback():
     expected = session.pop("oauth_state", None)
     if not expected or request.args.get("state") != expected["state"]:
-        abort(400, "The authorization answer does not match the request that started it. Start again.")
+        abort(400, gettext("The authorization answer does not match the request that started it. Start again."))
     clinic = clinic_scope(expected["clinic_id"])
     integration = _integration(clinic.id, expected["erp"])
     if integration is None:
         abort(404)
     if request.args.get("error") or not request.args.get("code"):
-        flash(f"The ERP did not authorize: {request.args.get('error_description') or request.args.get('error') or 'no code'}",
-              "error")
+        flash(gettext("The ERP did not authorize: %(reason)s",
+                reason=request.args.get("error_description") or request.args.get("error") or gettext("no code")), "error")
         return redirect(url_for("integrations.setup", clinic_id=clinic.id, erp=integration.erp))
     connector = build_connector(integration)
     try:
         tokens = connector.exchange_code(request.args["code"], _redirect_uri())
     except ConnectorError as exc:
-        flash(f"Authorization failed: {exc.plain()}", "error")
+        flash(gettext("Authorization failed: %(reason)s", reason=exc.plain()), "error")
         return redirect(url_for("integrations.setup", clinic_id=clinic.id, erp=integration.erp))
     creds = credentials.decrypt(integration.credentials_encrypted)
     creds.update(tokens)
@@ -190,5 +192,5 @@ def oauth_callback():
     integration.credential_hints = integration_setup.hints(integration.erp, creds)
     audit("credentials.set", f"{integration.erp}: OAuth authorization by {current_user.email}", clinic.id)
     db.session.commit()
-    flash(f"{connector_class(integration.erp).label} connected.", "success")
+    flash(gettext("%(erp)s connected.", erp=connector_class(integration.erp).label), "success")
     return redirect(url_for("integrations.setup", clinic_id=clinic.id, erp=integration.erp))
