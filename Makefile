@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 PG_TEST_URL ?= postgresql://root@127.0.0.1:5432/test
 
-.PHONY: run test test-sqlite test-postgres e2e chaos chaos-quick worker web sandboxes migrate clean
+.PHONY: run test test-sqlite test-postgres e2e chaos chaos-quick bench bench-smoke worker web sandboxes migrate clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,12 @@ chaos: $(STAMP)  ## the chaos suite: worker kills, Redis outage, ERP faults, fuz
 
 chaos-quick: $(STAMP)  ## the same scenarios at CI size
 	$(BIN)/python -m chaos.run --quick
+
+bench: $(STAMP)  ## issue 7's benchmarks on SQLite and PostgreSQL: table + JSON line (~15 min)
+	BENCH_PG_ADMIN_URL=$(PG_TEST_URL) $(BIN)/python -m bench.run --size full --db both
+
+bench-smoke: $(STAMP)  ## small-size smoke of the benchmarks (CI; fails only if a benchmark breaks)
+	BENCH_PG_ADMIN_URL=$(PG_TEST_URL) $(BIN)/python -m bench.run --size small --db both --fail-on error
 
 worker: $(STAMP)
 	$(BIN)/python worker.py

@@ -77,29 +77,39 @@ def install_redaction(logger: logging.Logger | None = None) -> None:
 
 # --------------------------------------------------------------------------- rate limiting
 _ACQUIRE = """
--- KEYS: one sorted set per window. ARGV: member, then (limit, window_ms) pairs.
+-- KEYS: one sorted set per window, then the account's pacing key.
+-- ARGV: member, spacing_ms, then (limit, window_ms) pairs.
 -- The clock is Redis's own, read inside the script: every worker on every machine agrees on it,
 -- and no time can go stale between reading it and recording the request.
+-- Requests are paced evenly over the shortest window (a burst queues at the ERP, and its last
+-- requests arrive late, next to the following window's first ones), and no window may overflow.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local member = ARGV[1]
+local spacing = tonumber(ARGV[2])
+local pace = KEYS[#KEYS]
 local wait = 0
-for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[i * 2])
-  local window = tonumber(ARGV[i * 2 + 1])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  local count = redis.call('ZCARD', key)
+local nxt = tonumber(redis.call('GET', pace) or '0')
+if nxt > now then wait = nxt - now end
+for i = 1, #KEYS - 1 do
+  local limit = tonumber(ARGV[i * 2 + 1])
+  local window = tonumber(ARGV[i * 2 + 2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  local count = redis.call('ZCARD', KEYS[i])
   if count >= limit then
-    local oldest = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+    local oldest = redis.call('ZRANGE', KEYS[i], count - limit, count - limit, 'WITHSCORES')
     local w = tonumber(oldest[2]) + window - now
     if w > wait then wait = w end
   end
 end
 if wait > 0 then return tostring(wait) end
-for i, key in ipairs(KEYS) do
-  local window = tonumber(ARGV[i * 2 + 1])
-  redis.call('ZADD', key, now, member)
-  redis.call('PEXPIRE', key, math.ceil(window) + 1000)
+for i = 1, #KEYS - 1 do
+  local window = tonumber(ARGV[i * 2 + 2])
+  redis.call('ZADD', KEYS[i], now, member)
+  redis.call('PEXPIRE', KEYS[i], math.ceil(window) + 1000)
+end
+if spacing > 0 then
+  redis.call('SET', pace, tostring(now + spacing), 'PX', math.ceil(spacing) + 1000)
 end
 return 0
 """
@@ -121,11 +131,16 @@ class RedisRateLimiter:
 
     def try_acquire(self, account_key: str, limit: RateLimit) -> float:
         """Take one request slot now, or return the seconds to wait before trying again."""
-        keys, args = [], [uuid.uuid4().hex]
+        if not limit.windows:
+            return 0.0  # only an in-flight cap, no rate
         safety = self.safety if limit.safety is None else limit.safety
+        shortest = min(limit.windows, key=lambda w: w[1])
+        spacing_ms = shortest[1] * 1000.0 * (1 + safety) / shortest[0]
+        keys, args = [], [uuid.uuid4().hex, spacing_ms]
         for count, seconds in limit.windows:
             keys.append(f"{self.prefix}:{account_key}:{count}/{seconds}")
             args += [count, seconds * 1000.0 * (1 + safety)]
+        keys.append(f"{self.prefix}:{account_key}:pace")
         wait_ms = float(self._script(keys=keys, args=args))
         return wait_ms / 1000.0
 

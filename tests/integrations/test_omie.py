@@ -462,8 +462,10 @@ def test_four_workers_share_omie_limits(serve_sandbox, redis_client):
 
 
 def test_workers_beyond_four_wait_for_a_free_slot(serve_sandbox, redis_client):
-    omie = serve_sandbox(Sandbox(latency_ms=80))
-    assert push_from_workers(omie, redis_client, workers=6, per_worker=5, scale=1) == []
+    # the limiter paces requests evenly (25 ms apart at scale 10); a slow ERP (300 ms) makes more
+    # than four want to be in flight at once, and the cap must hold them at four
+    omie = serve_sandbox(Sandbox(latency_ms=300))
+    assert push_from_workers(omie, redis_client, workers=6, per_worker=5, scale=10) == []
     figures = stats(omie)
     assert figures["max_inflight"] == 4 and figures["over_limit"] == 0
     assert len(state(omie)["customers"]) == 30
