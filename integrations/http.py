@@ -204,6 +204,7 @@ class HttpClient:
     def __init__(self, redis=None, *, timeout: float = 20.0, retries: int = 3,
                  backoff: float = 0.5, max_backoff: float = 20.0, user_agent: str = "TecPet-Integrations/1.0"):
         self.session = requests.Session()
+        self.session.trust_env = False  # no proxy/netrc lookups per request: ERPs are reached directly
         adapter = requests.adapters.HTTPAdapter(pool_connections=32, pool_maxsize=64, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)

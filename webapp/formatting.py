@@ -6,6 +6,7 @@ page's language: they are the clinic's business data. Plain counts and rates fol
 """
 from __future__ import annotations
 
+import functools
 import math
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -102,8 +103,13 @@ def number(value, digits: int = 0) -> str:
     """A count or a rate in the page's language (1.234 / 1,234)."""
     if value is None:
         return ""
+    return _number(value, digits, str(_locale()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _number(value, digits: int, locale: str) -> str:
     fmt = "#,##0" + ("." + "0" * digits if digits else "")
-    return format_decimal(value, format=fmt, locale=_locale())
+    return format_decimal(value, format=fmt, locale=locale)
 
 
 def percent(value) -> str:

@@ -234,6 +234,7 @@ class SyncRun(db.Model):
     __tablename__ = "sync_runs"
     __table_args__ = (
         Index("ix_runs_clinic_id", "clinic_id", "id"),
+        Index("ix_runs_clinic_queued", "clinic_id", "queued_at"),
         Index("ix_runs_status", "status", "id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -13,6 +13,7 @@ from integrations.registry import connector_class
 from .extensions import db
 from .health import check_customer, check_many
 from .models import Binding, Customer, CustomerProblem, Integration
+from .page_cache import cached, forget_health
 from .sync.records import customer_record
 
 
@@ -32,6 +33,7 @@ def refresh_health(c: Customer, integration: Integration | None = None) -> None:
     """Recheck one customer (after a change); its problem rows follow."""
     rows = _apply(c, check_customer(customer_record(c), requirements(integration)))
     db.session.flush()
+    forget_health(c.clinic_id)
     db.session.execute(delete(CustomerProblem).where(CustomerProblem.customer_id == c.id))
     if rows:
         db.session.execute(insert(CustomerProblem), [
@@ -59,12 +61,17 @@ def recheck_clinic(clinic_id: int, integration: Integration | None, batch: int =
         if rows:
             db.session.execute(insert(CustomerProblem), rows)
         db.session.commit()
+        forget_health(clinic_id)
         checked += len(customers)
         last_id = ids[-1]
 
 
 def problem_counts(clinic_id: int) -> list[tuple[str, str, int]]:
     """(code, severity, customers) for the clinic, errors first, most frequent first."""
+    return [tuple(r) for r in cached("problems", clinic_id, lambda: _problem_counts(clinic_id))]
+
+
+def _problem_counts(clinic_id: int) -> list[tuple[str, str, int]]:
     rows = db.session.execute(select(CustomerProblem.code, CustomerProblem.severity, func.count())
                               .where(CustomerProblem.clinic_id == clinic_id)
                               .group_by(CustomerProblem.code, CustomerProblem.severity)).all()

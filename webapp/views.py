@@ -10,6 +10,7 @@ from integrations.base import capability_panel
 from integrations.registry import connector_class
 
 from .extensions import db
+from .page_cache import cached
 from .models import Customer, Integration, SyncRun, utcnow
 
 
@@ -40,6 +41,10 @@ def integration_status(integration: Integration | None) -> tuple[str, str]:
 
 
 def health_summary(clinic_id: int) -> dict:
+    return cached("health", clinic_id, lambda: _health_summary(clinic_id))
+
+
+def _health_summary(clinic_id: int) -> dict:
     total, with_errors, with_warnings = db.session.execute(
         select(func.count(), func.coalesce(func.sum(case((Customer.health_errors > 0, 1), else_=0)), 0),
                func.coalesce(func.sum(case((Customer.health_warnings > 0, 1), else_=0)), 0))

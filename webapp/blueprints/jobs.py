@@ -1,11 +1,12 @@
 """HTMX partials polled while a run is in progress; polling stops when the run ends."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template
-from flask_login import login_required
+from types import SimpleNamespace
+
+from flask import Blueprint, abort, make_response, render_template, request
+from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from ..access import clinic_scope
 from ..extensions import db
 from ..models import SyncRun
 
@@ -15,8 +16,18 @@ bp = Blueprint("jobs", __name__)
 @bp.route("/c/<int:clinic_id>/runs/<int:run_id>/progress")
 @login_required
 def progress(clinic_id: int, run_id: int):
-    clinic = clinic_scope(clinic_id)
-    run = db.session.scalar(select(SyncRun).where(SyncRun.id == run_id, SyncRun.clinic_id == clinic.id))
+    """Polled every second by every open page: one query when nothing changed (304)."""
+    if not current_user.is_support and current_user.clinic_id != clinic_id:
+        abort(403)
+    run = db.session.scalar(select(SyncRun).where(SyncRun.id == run_id, SyncRun.clinic_id == clinic_id))
     if run is None:
         abort(404)
-    return render_template("partials/run_progress.html", clinic=clinic, run=run)
+    etag = f"{run.id}-{run.status}-{run.done}-{run.failed}-{len(run.error or '')}"
+    if request.if_none_match.contains(etag) and not run.finished:
+        resp = make_response("", 304)
+    else:
+        resp = make_response(render_template("partials/run_progress.html", clinic=SimpleNamespace(id=clinic_id),
+                                             run=run))
+    resp.set_etag(etag)
+    resp.headers["Cache-Control"] = "no-cache"
+    return resp

@@ -101,9 +101,14 @@ def _push_customer_chunk(run: SyncRun, integration: Integration, connector, reco
                 runs.set_outcome(run, rec, "unchanged", "Already in the ERP: linked", remote.remote_id)
                 continue
         to_push.append((rec, record, b, payload_hash, hint))
+    rec_ids, pushed_local = [rec.id for rec, *_ in to_push], [rec.local_id for rec, *_ in to_push]
     db.session.commit()  # intents are durable before any remote create
     if not to_push:
         return
+    # the commit expired everything: reload in one query per kind, not one per object
+    db.session.refresh(run)
+    list(db.session.scalars(select(SyncRecord).where(SyncRecord.id.in_(rec_ids))))
+    _bindings(integration.id, "customer", pushed_local)
     results = connector.upsert_customers([(record, hint) for _, record, _, _, hint in to_push])
     if len(results) != len(to_push):
         raise ConnectorError(f"The connector answered {len(results)} outcomes for {len(to_push)} customers")

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 174b754f3b89
+Revision ID: f81880618e5c
 Revises: 
-Create Date: 2026-11-25 22:10:07.582454
+Create Date: 2026-11-25 22:46:07.153296
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '174b754f3b89'
+revision = 'f81880618e5c'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -271,6 +271,7 @@ def upgrade():
     )
     with op.batch_alter_table('sync_runs', schema=None) as batch_op:
         batch_op.create_index('ix_runs_clinic_id', ['clinic_id', 'id'], unique=False)
+        batch_op.create_index('ix_runs_clinic_queued', ['clinic_id', 'queued_at'], unique=False)
         batch_op.create_index('ix_runs_status', ['status', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_sync_runs_integration_id'), ['integration_id'], unique=False)
 
@@ -321,6 +322,7 @@ def downgrade():
     with op.batch_alter_table('sync_runs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sync_runs_integration_id'))
         batch_op.drop_index('ix_runs_status')
+        batch_op.drop_index('ix_runs_clinic_queued')
         batch_op.drop_index('ix_runs_clinic_id')
 
     op.drop_table('sync_runs')
