@@ -25,6 +25,17 @@ from webapp.sync.jobs import use_app
 log = logging.getLogger("worker")
 
 
+class TecPetWorker(SimpleWorker):
+    """RQ's SimpleWorker; tolerates a Redis-protocol server without CLIENT INFO (the embedded one
+    `make run` starts when no Redis answers)."""
+
+    def _set_ip_address(self, connection) -> None:
+        try:
+            super()._set_ip_address(connection)
+        except Exception:
+            self.ip_address = "unknown"
+
+
 def start_ticker(app, redis: Redis, every: float, stop: threading.Event) -> threading.Thread:
     from webapp.sync.jobs import tick
 
@@ -63,7 +74,7 @@ def main(argv=None) -> None:
     stop = threading.Event()
     if args.tick > 0:
         start_ticker(app, redis, args.tick, stop)
-    worker = SimpleWorker(queues, connection=redis, name=args.name)
+    worker = TecPetWorker(queues, connection=redis, name=args.name)
     try:
         worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
     finally:

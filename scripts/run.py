@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,26 +42,38 @@ def _port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def choose_redis():
-    """Returns (url, embedded_server_or_None)."""
+def choose_redis(probe_port: int = 6379, workdir: Path = VAR):
+    """Returns (url, what to stop at exit or None). REDIS_URL, else a Redis answering on the probe
+    port, else a private redis-server started here, else an in-process Redis-protocol server."""
     import redis
     if os.environ.get("REDIS_URL"):
         log(f"Redis: REDIS_URL from the environment ({os.environ['REDIS_URL'].split('@')[-1]})")
         return os.environ["REDIS_URL"], None
     try:
-        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
-        log("Redis: using the Redis server answering on 127.0.0.1:6379 (database 0)")
-        return "redis://127.0.0.1:6379/0", None
+        redis.Redis(host="127.0.0.1", port=probe_port, socket_connect_timeout=1).ping()
+        log(f"Redis: using the Redis server answering on 127.0.0.1:{probe_port} (database 0)")
+        return f"redis://127.0.0.1:{probe_port}/0", None
     except redis.RedisError:
         pass
-    from fakeredis import TcpFakeServer
     port = 6390
     while not _port_free(port):
         port += 1
+    binary = shutil.which("redis-server")
+    if binary:
+        proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                 "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if not _port_free(port):
+                break
+            time.sleep(0.05)
+        log(f"Redis: none answered; started a private redis-server on 127.0.0.1:{port} (stopped with the demo)")
+        return f"redis://127.0.0.1:{port}/0", proc
+    from fakeredis import TcpFakeServer
     server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
     threading.Thread(target=server.serve_forever, daemon=True, name="embedded-redis").start()
-    log(f"Redis: no Redis found; started an embedded Redis-protocol server (fakeredis) on 127.0.0.1:{port}")
-    return f"redis://127.0.0.1:{port}/0", server
+    log(f"Redis: none answered and no redis-server is installed; started the embedded Redis-protocol server "
+        f"(fakeredis) on 127.0.0.1:{port}. It lacks parts of RQ's scripts: delayed retries wait for the sweeper.")
+    return f"redis://127.0.0.1:{port}/0?protocol=2", server
 
 
 def main() -> None:
@@ -136,7 +149,9 @@ def main() -> None:
             c.wait(10)
         except subprocess.TimeoutExpired:
             c.kill()
-    if embedded is not None:
+    if isinstance(embedded, subprocess.Popen):
+        embedded.terminate()
+    elif embedded is not None:
         embedded.shutdown()
 
 
