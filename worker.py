@@ -1,6 +1,7 @@
-"""An RQ worker on the project's queues (events before pulls before bulk), with RQ's scheduler
-for delayed retries and a periodic tick (outbox dispatch, sweeper, scheduled pulls) that only
-one worker at a time performs. Run any number of these, on any number of machines.
+"""An RQ worker on the project's queues (events before pulls before bulk) and a periodic tick
+(outbox dispatch, sweeper, due postponed runs, scheduled pulls) that only one worker at a time
+performs. Postponements live in the database, not in RQ's scheduler: a killed worker's scheduler
+lock would otherwise hold delayed runs back. Run any number of these, on any number of machines.
 
 It is RQ's SimpleWorker: jobs run in this process, one at a time. A job is a bounded slice of a
 run, so nothing accumulates, and no process is forked while the tick thread may hold a lock
@@ -76,7 +77,7 @@ def main(argv=None) -> None:
         start_ticker(app, redis, args.tick, stop)
     worker = TecPetWorker(queues, connection=redis, name=args.name)
     try:
-        worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
+        worker.work(burst=args.burst, with_scheduler=False, logging_level="INFO")
     finally:
         stop.set()
 

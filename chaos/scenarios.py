@@ -198,7 +198,7 @@ def r3_token_expiry(quick: bool) -> tuple[bool, dict]:
 
         def expire():
             while not stop.is_set():
-                time.sleep(1.5)
+                time.sleep(3.0)
                 d.faults("bling", expire_tokens=True)
                 expiries["n"] += 1
 
@@ -212,9 +212,12 @@ def r3_token_expiry(quick: bool) -> tuple[bool, dict]:
         contacts = state.get("contatos") or state.get("contacts") or []
         docs = Counter(re.sub(r"\D", "", str(c.get("numeroDocumento") or "")) for c in contacts)
         expected = {make_customer(i)["tax_id"] for i in range(customers)}
+        from webapp.extensions import db
+        from webapp.models import SyncRun
+        errors = sorted({r.error[:160] for r in db.session.scalars(select(SyncRun).where(SyncRun.status == "failed"))})
         figures = {"customers": len(docs), "lost": len(expected - set(docs)),
                    "duplicated": sum(n - 1 for n in docs.values() if n > 1), "token_expiries": expiries["n"],
-                   "runs": run_states(d)}
+                   "runs": run_states(d), "errors": errors}
     return idle and figures["lost"] == 0 and figures["duplicated"] == 0 and accepted == customers, figures
 
 

@@ -180,6 +180,15 @@ class RedisSemaphore:
         self.lease = lease_seconds
         self._script = redis.register_script(_HOLD)
 
+    def try_take(self, account_key: str, slots: int) -> str | None:
+        """A slot's token now, or None when all are taken (no waiting)."""
+        token = uuid.uuid4().hex
+        taken = int(self._script(keys=[f"{self.prefix}:{account_key}"], args=[token, slots, int(self.lease * 1000)]))
+        return token if taken else None
+
+    def give_back(self, account_key: str, token: str) -> None:
+        self.redis.zrem(f"{self.prefix}:{account_key}", token)
+
     @contextmanager
     def hold(self, account_key: str, slots: int) -> Iterator[None]:
         key = f"{self.prefix}:{account_key}"

@@ -260,6 +260,7 @@ class SyncRun(db.Model):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     job_id: Mapped[str] = mapped_column(String(64), default="")   # the RQ job carrying it now
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # postponed until
     enqueues: Mapped[int] = mapped_column(Integer, default=0)
 
     @property

@@ -251,13 +251,15 @@ class BlingConnector(Connector):
              fields: Mapping[str, str] = mapping.CONTACT_FIELDS) -> dict[str, Any]:
         """One Bling call: bearer token, one refresh-and-retry on 401, errors typed for the sync layer."""
         url = self.settings["base_url"].rstrip("/") + path
-        for attempt in range(3):
+        # a token may expire again right after a refresh (another worker rotated it, or Bling aged
+        # it): each refresh that succeeds earns another try, up to a few
+        for attempt in range(4):
             token = self._bearer()
             headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
             resp = self.http(method, url, params=params, json=body, headers=headers)
             if resp.status_code != 401:
                 return self._interpret(resp, subject, fields)
-            if attempt < 2:
+            if attempt < 3:
                 self._refresh(token)
         raise AuthError(self._auth_failure_text(_json(resp)), status=401, raw=_json(resp))
 

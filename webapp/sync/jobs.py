@@ -8,9 +8,11 @@ import time
 from flask import current_app, has_app_context
 
 from integrations.base import AuthError, Connector, ConnectorError, RateLimitedError, TransientError
+from integrations.http import RedisSemaphore
 
 from ..extensions import db
 from ..models import Integration, Notification, SyncRecord, SyncRun
+from ..queues import redis_connection
 from . import outbox, runs
 from .connectors import build_connector, http_client
 from .pull import pull_all
@@ -83,6 +85,22 @@ def _execute_run(run_id: int) -> str:
         runs.finish(run, error=f"The integration is paused: {integration.paused_reason}")
         db.session.commit()
         return run.status
+    # One clinic's runs hold at most JOBS_PER_INTEGRATION workers at once (fairness). The slots are
+    # leases in Redis: a worker killed while holding one gives it back when the lease ends.
+    # (RQ's own per-key job limit was tried first: a worker killed mid-job kept its slot for good.)
+    slots = RedisSemaphore(redis_connection(), prefix="tecpet:jobs",
+                           lease_seconds=current_app.config["JOB_SLICE_SECONDS"] * 3 + 60)
+    token = slots.try_take(f"integration:{integration.id}", current_app.config["JOBS_PER_INTEGRATION"])
+    if token is None:
+        outbox.enqueue_run(run, delay=2 + random.uniform(0, 2))
+        return "waiting for a free slot of this integration"
+    try:
+        return _run_slice(run_id, run, integration)
+    finally:
+        slots.give_back(f"integration:{integration.id}", token)
+
+
+def _run_slice(run_id: int, run: SyncRun, integration: Integration) -> str:
     runs.start(run)
     db.session.commit()
     deadline = time.monotonic() + current_app.config["JOB_SLICE_SECONDS"]

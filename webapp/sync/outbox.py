@@ -9,7 +9,6 @@ from datetime import timedelta
 from flask import current_app
 from redis.exceptions import RedisError
 from rq import Retry
-from rq.rate_limit import RateLimit
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import select
@@ -113,28 +112,29 @@ def dispatch(limit: int = 5000) -> list[int]:
 
 
 def enqueue_run(run: SyncRun, delay: float | None = None) -> bool:
-    """Put the run's job on its queue (ids only). A Redis failure leaves it for the sweeper."""
+    """Put the run's job on its queue (ids only). A Redis failure leaves it for the sweeper.
+
+    A delayed run is not handed to Redis at all: its time is written on the run and the sweeper
+    enqueues it when due, so a postponement survives any worker or Redis restart."""
+    if delay:
+        run.retry_at = utcnow() + timedelta(seconds=delay)
+        run.job_id, run.enqueued_at = "", None
+        db.session.commit()
+        return True
     job_id = f"run-{run.id}-{(run.enqueues or 0) + 1}"
     try:
         q = queue(queue_for(run))
         # a slice lasts JOB_SLICE_SECONDS, so a job still running after 15 minutes is stuck: RQ kills it
         kwargs = dict(job_id=job_id, job_timeout=900, result_ttl=600, failure_ttl=7 * 86400,
-                      retry=Retry(max=3, interval=[5, 30, 120]), description=f"{run.direction} {run.entity} run {run.id}",
-                      # RQ's own cap: one clinic's runs never hold more than N workers at once
-                      rate_limit=RateLimit(f"tecpet:integration:{run.integration_id}",
-                                           current_app.config["JOBS_PER_INTEGRATION"]))
-        if delay:
-            q.enqueue_in(timedelta(seconds=delay), "webapp.sync.jobs.execute_run", run.id, **kwargs)
-        else:
-            # (RQ's unique=True cannot be combined with its rate limit, which matters more here:
-            # job ids are per run and per enqueue, and the sweeper waits UNSENT_GRACE before acting)
-            q.enqueue("webapp.sync.jobs.execute_run", run.id, **kwargs)
+                      retry=Retry(max=3), description=f"{run.direction} {run.entity} run {run.id}")
+        q.enqueue("webapp.sync.jobs.execute_run", run.id, **kwargs)
     except RedisError as exc:
         log.warning("run %s not enqueued (%s); the sweeper will retry", run.id, type(exc).__name__)
         return False
     run.enqueues = (run.enqueues or 0) + 1
     run.job_id = job_id
     run.enqueued_at = utcnow()
+    run.retry_at = None
     db.session.commit()
     return True
 
@@ -158,6 +158,8 @@ def sweep() -> list[int]:
     requeued = []
     queued = db.session.scalars(select(SyncRun).where(SyncRun.status == "queued").order_by(SyncRun.id).limit(500))
     for run in list(queued):
+        if run.retry_at and run.retry_at > now:
+            continue  # postponed: not due yet
         if run.enqueued_at and now - run.enqueued_at < unsent_grace:
             continue
         try:

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: f81880618e5c
+Revision ID: 2d38fbaecda4
 Revises: 
-Create Date: 2026-11-25 22:46:07.153296
+Create Date: 2026-11-25 23:13:20.316597
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = 'f81880618e5c'
+revision = '2d38fbaecda4'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -264,6 +264,7 @@ def upgrade():
     sa.Column('finished_at', sa.DateTime(), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('job_id', sa.String(length=64), nullable=False),
+    sa.Column('retry_at', sa.DateTime(), nullable=True),
     sa.Column('enqueues', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['clinic_id'], ['clinics.id'], ),
     sa.ForeignKeyConstraint(['integration_id'], ['integrations.id'], ),
