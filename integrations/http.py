@@ -186,6 +186,12 @@ class RedisSemaphore:
         taken = int(self._script(keys=[f"{self.prefix}:{account_key}"], args=[token, slots, int(self.lease * 1000)]))
         return token if taken else None
 
+    def renew(self, account_key: str, token: str) -> None:
+        """Restart a held slot's lease (on Redis's clock, like the take)."""
+        self.redis.eval("local t = redis.call('TIME') "
+                        "redis.call('ZADD', KEYS[1], 'XX', tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000, ARGV[1])",
+                        1, f"{self.prefix}:{account_key}", token)
+
     def give_back(self, account_key: str, token: str) -> None:
         self.redis.zrem(f"{self.prefix}:{account_key}", token)
 

@@ -22,6 +22,7 @@ from .push import push_customer_chunk, push_invoice
 log = logging.getLogger(__name__)
 PAUSE_AFTER_FAILURES = 5
 _app = None
+_renew_slot = None
 
 
 def use_app(app) -> None:
@@ -88,16 +89,21 @@ def _execute_run(run_id: int) -> str:
     # One clinic's runs hold at most JOBS_PER_INTEGRATION workers at once (fairness). The slots are
     # leases in Redis: a worker killed while holding one gives it back when the lease ends.
     # (RQ's own per-key job limit was tried first: a worker killed mid-job kept its slot for good.)
+    # The lease is short and renewed after every step, so a dead holder frees its slot quickly.
     slots = RedisSemaphore(redis_connection(), prefix="tecpet:jobs",
-                           lease_seconds=current_app.config["JOB_SLICE_SECONDS"] * 3 + 60)
-    token = slots.try_take(f"integration:{integration.id}", current_app.config["JOBS_PER_INTEGRATION"])
+                           lease_seconds=current_app.config["STALE_RUN_SECONDS"])
+    key = f"integration:{integration.id}"
+    token = slots.try_take(key, current_app.config["JOBS_PER_INTEGRATION"])
     if token is None:
-        outbox.enqueue_run(run, delay=2 + random.uniform(0, 2))
+        outbox.enqueue_run(run, delay=1 + random.uniform(0, 2))
         return "waiting for a free slot of this integration"
+    global _renew_slot
+    _renew_slot = lambda: slots.renew(key, token)  # noqa: E731 - called by _show_trouble after each step
     try:
         return _run_slice(run_id, run, integration)
     finally:
-        slots.give_back(f"integration:{integration.id}", token)
+        _renew_slot = None
+        slots.give_back(key, token)
 
 
 def _run_slice(run_id: int, run: SyncRun, integration: Integration) -> str:
@@ -114,7 +120,10 @@ def _run_slice(run_id: int, run: SyncRun, integration: Integration) -> str:
 
 
 def _show_trouble(run: SyncRun, trouble: list[str]) -> None:
-    """ERP failures retried within this step: visible on the run page while they last."""
+    """After every step: keep this job's slot, and show the ERP failures retried within the step
+    on the run page while they last."""
+    if _renew_slot is not None:
+        _renew_slot()
     if trouble:
         run.error = f"The ERP is having trouble; retrying ({len(trouble)}x, last: {trouble[-1]})"
         trouble.clear()

@@ -139,7 +139,9 @@ def enqueue_run(run: SyncRun, delay: float | None = None) -> bool:
     return True
 
 
-def _job_alive(run: SyncRun) -> bool:
+def _job_alive(run: SyncRun, stale_after: timedelta, now) -> bool:
+    """Is the run's job still coming? Waiting in Redis: yes. "Started" on a queued run: only while
+    the run's heartbeat is fresh (a worker killed mid-job leaves its job "started" for good)."""
     if not run.job_id:
         return False
     try:
@@ -147,7 +149,12 @@ def _job_alive(run: SyncRun) -> bool:
     except NoSuchJobError:
         return False
     status = job.get_status(refresh=False)
-    return status not in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, None)
+    if status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
+        return True
+    if status == JobStatus.STARTED:
+        last = run.heartbeat_at or run.enqueued_at
+        return bool(last and now - last < stale_after)
+    return False
 
 
 def sweep() -> list[int]:
@@ -163,7 +170,7 @@ def sweep() -> list[int]:
         if run.enqueued_at and now - run.enqueued_at < unsent_grace:
             continue
         try:
-            alive = _job_alive(run)
+            alive = _job_alive(run, stale_after, now)
         except RedisError:
             return requeued
         if not alive:
