@@ -9,7 +9,7 @@ from integrations import brazil
 from integrations.vhsys.sandbox import DEMO_CREDENTIALS
 from webapp.models import Binding, SyncRun
 
-from .helpers import VALID_CUSTOMERS, customer_event, post_events
+from .helpers import erp_call, VALID_CUSTOMERS, customer_event, post_events
 from .test_walking_skeleton import sandbox_state, setup_vhsys
 
 HEADERS = {"access-token": DEMO_CREDENTIALS["access_token"],
@@ -32,7 +32,7 @@ def test_initial_sync_links_existing_erp_customers_and_creates_the_rest(world, w
                 "numero_cliente": c["number"], "bairro_cliente": c["district"], "cep_cliente": c["zip_code"],
                 "cidade_cliente": c["city"], "uf_cliente": c["state"], "email_cliente": c["email"],
                 "celular_cliente": c["phone"]}
-        assert requests.post(f"{server.url}/clientes", json=body, headers=HEADERS, timeout=5).json()["status"] == "success"
+        assert erp_call("POST", f"{server.url}/clientes", json=body, headers=HEADERS).json()["status"] == "success"
     post_events(api, world["token_a"], *[customer_event(c) for c in customers])
     setup_vhsys(web("support@test"), world["clinic_a"].id, server, features=("sync_customers",))
     before = requests.get(f"{server.url}/__sandbox__/stats", timeout=5).json()["requests"]

@@ -1,13 +1,12 @@
 """Divergence between TecPet's record and the ERP's copy: shown side by side, resolved both ways."""
 from __future__ import annotations
 
-import requests
 from sqlalchemy import select
 
 from integrations.vhsys.sandbox import DEMO_CREDENTIALS
 from webapp.models import Binding, Customer, SyncRecord, SyncRun
 
-from .helpers import VALID_CUSTOMERS, customer_event, post_events
+from .helpers import erp_call, VALID_CUSTOMERS, customer_event, post_events
 from .test_walking_skeleton import sandbox_state, setup_vhsys
 
 HEADERS = {"access-token": DEMO_CREDENTIALS["access_token"],
@@ -15,7 +14,7 @@ HEADERS = {"access-token": DEMO_CREDENTIALS["access_token"],
 
 
 def change_in_vhsys(sandbox, remote_id, **fields):
-    r = requests.put(f"{sandbox.url}/clientes/{remote_id}", json=fields, headers=HEADERS, timeout=5).json()
+    r = erp_call("PUT", f"{sandbox.url}/clientes/{remote_id}", json=fields, headers=HEADERS).json()
     assert r["status"] == "success", r
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from integrations.vhsys.sandbox import DEMO_CREDENTIALS
 from webapp.models import AuditLog, Customer, Integration, Invoice, PosSale, Receipt, SyncRecord, SyncRun
 
-from .helpers import INVALID_CUSTOMER, VALID_CUSTOMERS, customer_event, invoice_event, post_events
+from .helpers import erp_call, INVALID_CUSTOMER, VALID_CUSTOMERS, customer_event, invoice_event, post_events
 
 
 def sandbox_state(sandbox):
@@ -119,13 +119,13 @@ def test_event_to_erp_and_back(world, web, api, work, vhsys_sandbox, db_session)
     # pull back: a counter sale made in VHSYS and a receivable paid there come into TecPet
     headers = {"access-token": DEMO_CREDENTIALS["access_token"],
                "secret-access-token": DEMO_CREDENTIALS["secret_access_token"], "User-Agent": "test/1.0"}
-    sale = requests.post(f"{vhsys_sandbox.url}/vendas-balcao", json={
+    sale = erp_call("POST", f"{vhsys_sandbox.url}/vendas-balcao", json={
         "id_cliente": 0, "valor_total_produtos": "42.50", "valor_total_nota": "42.50", "forma_pagamento": "Dinheiro",
-        "status_pedido": "Atendido"}, headers=headers, timeout=5).json()
+        "status_pedido": "Atendido"}, headers=headers).json()
     assert sale["status"] == "success"
     rec_id = inv.receivable_remote_ids[0]
-    paid = requests.put(f"{vhsys_sandbox.url}/contas-receber/{rec_id}", json={
-        "liquidado_rec": "Sim", "valor_pago": "125.00", "data_pagamento": "2026-11-24"}, headers=headers, timeout=5).json()
+    paid = erp_call("PUT", f"{vhsys_sandbox.url}/contas-receber/{rec_id}", json={
+        "liquidado_rec": "Sim", "valor_pago": "125.00", "data_pagamento": "2026-11-24"}, headers=headers).json()
     assert paid["status"] == "success"
     assert support.post(f"/c/{cid}/integration/{integration.id}/pull").status_code == 302
     work()
