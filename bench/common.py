@@ -177,7 +177,7 @@ class SandboxProcess:
 
 
 def start_workers(db: Database, count: int, *, tick: float = 0, extra_env: dict | None = None) -> list[subprocess.Popen]:
-    """`worker.py --burst` processes (the real worker: RQ Worker with its scheduler)."""
+    """`worker.py --burst` processes (the real worker)."""
     env = db.env()
     env.update(extra_env or {})
     procs = []

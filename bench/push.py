@@ -198,7 +198,8 @@ def p2(dbase, db, duration: float, workers: int = 4, scale: int = 10, runs: int 
             _queue_outbox(db, info["clinic_id"], info["integration_id"], ids[k * per:(k + 1) * per])
             outbox.dispatch()
         samples = []
-        procs = start_workers(dbase, workers)
+        # every worker may take this integration's jobs at once: P2 measures the shared rate limiter
+        procs = start_workers(dbase, workers, extra_env={"TECPET_JOBS_PER_INTEGRATION": str(workers)})
         t0 = time.perf_counter()
         while any(p.poll() is None for p in procs) and time.perf_counter() - t0 < 600:
             samples.append((time.perf_counter(), sb.stats()))
