@@ -104,6 +104,21 @@ def test_r4_every_form_survives_garbage(world, web, ids_for_forms, db_session):
     report("R4-forms", {"examples": seen["n"], "5xx": 0})
 
 
+def test_r4_numbers_beyond_a_row_id_are_refused_not_crashed(world, web, ids_for_forms, db_session):
+    """Found by R4 at 500 examples: record_id=2**63 reached the database driver (OverflowError, a 500)."""
+    owner, cid, rid = web("owner-a@test"), world["clinic_a"].id, ids_for_forms["run_id"]
+    huge = str(2 ** 63)
+    before = counts(db_session)
+    assert owner.get(f"/c/{cid}/runs/{huge}").status_code == 404
+    assert owner.get(f"/c/{cid}/customers/{huge}").status_code == 404
+    assert owner.get(f"/c/{cid}/runs?after={huge}").status_code == 200  # an unusable cursor is ignored
+    assert owner.get(f"/c/{cid}/runs/{rid}?after=-{huge}").status_code == 200
+    for bad in (huge, "-1", "abc"):  # never widened to "retry all failed records"
+        resp = owner.post(f"/c/{cid}/runs/{rid}/retry", {"record_id": bad})
+        assert resp.status_code == 400 and "not a record of this run" in resp.get_data(as_text=True)
+    assert counts(db_session) == before
+
+
 @pytest.fixture
 def ids_for_forms(world, db_session):
     """A bound customer and a run with a failed record, so every form has something to act on."""

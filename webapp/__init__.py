@@ -32,7 +32,8 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in."
 
-    from . import models  # noqa: F401  (tables for migrations)
+    from . import models, params  # noqa: F401  (tables for migrations)
+    params.install(app)  # before the blueprints: every <int:...> route is bounded to a row id
     from .blueprints import register_blueprints
     register_blueprints(app)
 

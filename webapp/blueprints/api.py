@@ -11,6 +11,7 @@ from ..extensions import csrf, db
 from ..models import ApiToken, Customer, OutboxEvent
 from ..sync.records import customer_dict
 from ..sync import outbox
+from ..params import row_id
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
@@ -81,7 +82,7 @@ def changes():
     clinic_id = _clinic_id()
     if clinic_id is None:
         return _error(401, "missing or invalid API token (Authorization: Bearer <token>)")
-    after = request.args.get("after", default=0, type=int)
+    after = request.args.get("after", default=0, type=row_id)
     rows = db.session.execute(
         select(OutboxEvent, Customer).join(Customer, Customer.id == OutboxEvent.subject_id)
         .where(OutboxEvent.clinic_id == clinic_id, OutboxEvent.topic == "customer.changed_in_erp",

@@ -15,6 +15,7 @@ from ..extensions import db
 from ..models import Binding, Customer, CustomerProblem
 from ..record_health import divergence, problem_counts
 from ..views import active_integration, health_summary, keyset
+from ..params import row_id
 
 bp = Blueprint("customers", __name__)
 PER_PAGE = 50
@@ -45,7 +46,7 @@ def warnings(clinic_id: int):
     clinic = clinic_scope(clinic_id)
     q, severity, search = _filtered(clinic.id)
     code = request.args.get("code", "")
-    rows, next_after = keyset(q, Customer.id, request.args.get("after", type=int), PER_PAGE)
+    rows, next_after = keyset(q, Customer.id, request.args.get("after", type=row_id), PER_PAGE)
     summary = health_summary(clinic.id)
     counts = problem_counts(clinic.id)
     return render_template("customers/warnings.html", clinic=clinic, customers=rows, next_after=next_after,

@@ -9,6 +9,7 @@ from ..access import clinic_scope
 from ..extensions import db
 from ..models import Invoice, PosSale, Receipt
 from ..views import keyset
+from ..params import row_id
 
 bp = Blueprint("finance", __name__)
 PER_PAGE = 50
@@ -19,7 +20,7 @@ PER_PAGE = 50
 def invoices(clinic_id: int):
     clinic = clinic_scope(clinic_id)
     q = select(Invoice).where(Invoice.clinic_id == clinic.id)
-    rows, next_after = keyset(q, Invoice.id, request.args.get("after", type=int), PER_PAGE)
+    rows, next_after = keyset(q, Invoice.id, request.args.get("after", type=row_id), PER_PAGE)
     return render_template("finance/invoices.html", clinic=clinic, invoices=rows, next_after=next_after)
 
 
@@ -39,7 +40,7 @@ def invoice(clinic_id: int, invoice_id: int):
 def pos_sales(clinic_id: int):
     clinic = clinic_scope(clinic_id)
     rows, next_after = keyset(select(PosSale).where(PosSale.clinic_id == clinic.id), PosSale.id,
-                              request.args.get("after", type=int), PER_PAGE)
+                              request.args.get("after", type=row_id), PER_PAGE)
     return render_template("finance/pos_sales.html", clinic=clinic, sales=rows, next_after=next_after)
 
 
@@ -48,5 +49,5 @@ def pos_sales(clinic_id: int):
 def receipts(clinic_id: int):
     clinic = clinic_scope(clinic_id)
     rows, next_after = keyset(select(Receipt).where(Receipt.clinic_id == clinic.id), Receipt.id,
-                              request.args.get("after", type=int), PER_PAGE)
+                              request.args.get("after", type=row_id), PER_PAGE)
     return render_template("finance/receipts.html", clinic=clinic, receipts=rows, next_after=next_after)

@@ -15,6 +15,7 @@ from ..sync.retry import NothingToRetry, retry_failed
 from ..extensions import db
 from ..models import SyncRecord, SyncRun, utcnow
 from ..views import keyset
+from ..params import row_id
 
 bp = Blueprint("history", __name__)
 PER_PAGE = 50
@@ -38,7 +39,7 @@ def runs(clinic_id: int):
         q = q.where(SyncRun.queued_at >= utcnow() - PERIODS[period])
     if erp in CONNECTORS:
         q = q.where(SyncRun.erp == erp)
-    rows, next_after = keyset(q, SyncRun.id, request.args.get("after", type=int), PER_PAGE)
+    rows, next_after = keyset(q, SyncRun.id, request.args.get("after", type=row_id), PER_PAGE)
     return render_template("history/runs.html", clinic=clinic, runs=rows, next_after=next_after,
                            direction=direction, status=status, period=period if period in PERIODS else "",
                            erp=erp if erp in CONNECTORS else "", erps=[connector_class(n) for n in CONNECTORS])
@@ -55,7 +56,7 @@ def run(clinic_id: int, run_id: int):
     outcome = request.args.get("outcome", "")
     if outcome:
         q = q.where(SyncRecord.outcome == outcome)
-    rows, next_after = keyset(q, SyncRecord.id, request.args.get("after", type=int), PER_PAGE, descending=False)
+    rows, next_after = keyset(q, SyncRecord.id, request.args.get("after", type=row_id), PER_PAGE, descending=False)
     return render_template("history/run.html", clinic=clinic, run=run, records=rows, next_after=next_after,
                            outcome=outcome)
 
@@ -68,7 +69,9 @@ def retry(clinic_id: int, run_id: int):
     run = db.session.scalar(select(SyncRun).where(SyncRun.id == run_id, SyncRun.clinic_id == clinic.id))
     if run is None:
         abort(404)
-    record_id = request.form.get("record_id", type=int)
+    record_id = request.form.get("record_id", type=row_id)
+    if record_id is None and request.form.get("record_id", "").strip():
+        abort(400, gettext("That is not a record of this run."))  # never widened to "all failed records"
     try:
         new = retry_failed(run, record_id)
     except NothingToRetry as exc:

@@ -8,6 +8,7 @@ from ..access import support_required
 from ..extensions import db
 from ..models import AuditLog, Clinic, Integration, Notification
 from ..views import integration_status, keyset
+from ..params import row_id
 
 bp = Blueprint("support", __name__)
 
@@ -19,7 +20,7 @@ def clinics():
     q = select(Clinic)
     if search:
         q = q.where(Clinic.name.ilike(f"%{search}%"))
-    rows, next_after = keyset(q, Clinic.id, request.args.get("after", type=int), 50)
+    rows, next_after = keyset(q, Clinic.id, request.args.get("after", type=row_id), 50)
     integrations = {}
     if rows:
         for i in db.session.scalars(select(Integration).where(Integration.clinic_id.in_([c.id for c in rows]))):
@@ -35,5 +36,5 @@ def clinics():
 @bp.route("/support/audit")
 @support_required
 def audit_log():
-    rows, next_after = keyset(select(AuditLog), AuditLog.id, request.args.get("after", type=int), 100)
+    rows, next_after = keyset(select(AuditLog), AuditLog.id, request.args.get("after", type=row_id), 100)
     return render_template("support/audit.html", entries=rows, next_after=next_after)
