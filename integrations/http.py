@@ -76,42 +76,47 @@ def install_redaction(logger: logging.Logger | None = None) -> None:
 
 
 # --------------------------------------------------------------------------- rate limiting
-_ACQUIRE = """
+_RESERVE = """
 -- KEYS: one sorted set per window, then the account's pacing key.
--- ARGV: member, spacing_ms, then (limit, window_ms) pairs.
+-- ARGV: member, spacing_ms, horizon_ms, then (limit, window_ms) pairs.
 -- The clock is Redis's own, read inside the script: every worker on every machine agrees on it,
 -- and no time can go stale between reading it and recording the request.
 -- Requests are paced evenly over the shortest window (a burst queues at the ERP, and its last
 -- requests arrive late, next to the following window's first ones), and no window may overflow.
+-- The earliest send time that respects all of that is computed and, when it is within the horizon,
+-- reserved for the caller, who sleeps until then and sends: no slot is lost to callers polling, and
+-- reservations are served in the order they were made. Answer: {reserved 0/1, milliseconds from now}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local member = ARGV[1]
 local spacing = tonumber(ARGV[2])
+local horizon = tonumber(ARGV[3])
 local pace = KEYS[#KEYS]
-local wait = 0
+local at = now
 local nxt = tonumber(redis.call('GET', pace) or '0')
-if nxt > now then wait = nxt - now end
+if nxt > at then at = nxt end
 for i = 1, #KEYS - 1 do
-  local limit = tonumber(ARGV[i * 2 + 1])
-  local window = tonumber(ARGV[i * 2 + 2])
+  local limit = tonumber(ARGV[i * 2 + 2])
+  local window = tonumber(ARGV[i * 2 + 3])
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
   local count = redis.call('ZCARD', KEYS[i])
   if count >= limit then
     local oldest = redis.call('ZRANGE', KEYS[i], count - limit, count - limit, 'WITHSCORES')
-    local w = tonumber(oldest[2]) + window - now
-    if w > wait then wait = w end
+    local free = tonumber(oldest[2]) + window
+    if free > at then at = free end
   end
 end
-if wait > 0 then return tostring(wait) end
+local delay = at - now
+if delay > horizon then return {0, tostring(delay)} end
 for i = 1, #KEYS - 1 do
-  local window = tonumber(ARGV[i * 2 + 2])
-  redis.call('ZADD', KEYS[i], now, member)
-  redis.call('PEXPIRE', KEYS[i], math.ceil(window) + 1000)
+  local window = tonumber(ARGV[i * 2 + 3])
+  redis.call('ZADD', KEYS[i], at, member)
+  redis.call('PEXPIRE', KEYS[i], math.ceil(window + delay) + 1000)
 end
 if spacing > 0 then
-  redis.call('SET', pace, tostring(now + spacing), 'PX', math.ceil(spacing) + 1000)
+  redis.call('SET', pace, tostring(at + spacing), 'PX', math.ceil(delay + spacing) + 1000)
 end
-return 0
+return {1, tostring(delay)}
 """
 
 
@@ -121,39 +126,51 @@ class RedisRateLimiter:
     `safety` widens each window a little: requests leave here and arrive at the ERP with
     network jitter, and the ERP counts by arrival, so a window of exactly 1 s would sometimes
     let one request too many land inside the ERP's second.
+    A caller reserves its send time (at most `horizon` seconds ahead) and sleeps until then.
     """
 
-    def __init__(self, redis, prefix: str = "tecpet:ratelimit", safety: float = 0.04):
+    def __init__(self, redis, prefix: str = "tecpet:ratelimit", safety: float = 0.04, horizon: float = 2.0):
         self.redis = redis
         self.prefix = prefix
         self.safety = safety
-        self._script = redis.register_script(_ACQUIRE)
+        self.horizon = horizon
+        self._script = redis.register_script(_RESERVE)
 
-    def try_acquire(self, account_key: str, limit: RateLimit) -> float:
-        """Take one request slot now, or return the seconds to wait before trying again."""
+    def reserve(self, account_key: str, limit: RateLimit, horizon: float | None = None) -> tuple[bool, float]:
+        """(True, seconds until the reserved send time); or, when the earliest free time is further
+        away than the horizon, (False, seconds until then) and nothing reserved."""
         if not limit.windows:
-            return 0.0  # only an in-flight cap, no rate
+            return True, 0.0  # only an in-flight cap, no rate
         safety = self.safety if limit.safety is None else limit.safety
         shortest = min(limit.windows, key=lambda w: w[1])
         spacing_ms = shortest[1] * 1000.0 * (1 + safety) / shortest[0]
-        keys, args = [], [uuid.uuid4().hex, spacing_ms]
+        horizon_ms = (self.horizon if horizon is None else horizon) * 1000.0
+        keys, args = [], [uuid.uuid4().hex, spacing_ms, horizon_ms]
         for count, seconds in limit.windows:
             keys.append(f"{self.prefix}:{account_key}:{count}/{seconds}")
             args += [count, seconds * 1000.0 * (1 + safety)]
         keys.append(f"{self.prefix}:{account_key}:pace")
-        wait_ms = float(self._script(keys=keys, args=args))
-        return wait_ms / 1000.0
+        reserved, delay_ms = self._script(keys=keys, args=args)
+        return bool(int(reserved)), max(0.0, float(delay_ms)) / 1000.0
+
+    def try_acquire(self, account_key: str, limit: RateLimit) -> float:
+        """Take one request slot now, or return the seconds to wait before trying again."""
+        reserved, delay = self.reserve(account_key, limit, horizon=0.0)
+        return 0.0 if reserved else max(delay, 0.001)
 
     def acquire(self, account_key: str, limit: RateLimit, max_wait: float = 120.0) -> None:
+        """Return at this request's send time: reserve it, then sleep until it comes."""
         deadline = time.monotonic() + max_wait
         while True:
-            wait = self.try_acquire(account_key, limit)
-            if wait <= 0:
+            reserved, delay = self.reserve(account_key, limit)
+            if reserved:  # counted from now on: sent at its time, never given back
+                if delay > 0:
+                    time.sleep(delay)
                 return
-            if time.monotonic() + wait > deadline:
+            if time.monotonic() + delay > deadline:
                 raise RateLimitedError("Our own request budget for this ERP account is used up",
-                                       retry_after=wait)
-            time.sleep(min(wait, 5.0) + random.uniform(0, 0.005))
+                                       retry_after=delay)
+            time.sleep(min(max(delay - self.horizon / 2, 0.01), 5.0))
 
 
 _HOLD = """
@@ -298,6 +315,11 @@ class HttpClient:
                     requests.exceptions.InvalidURL) as exc:
                 raise PermanentError(f"The ERP address is not a valid URL ({_safe_url(url)}): check the "
                                      "integration's API address setting") from exc
+            except (UnicodeError, requests.exceptions.InvalidHeader) as exc:
+                # a credential or setting sent in a header holds characters HTTP cannot carry
+                raise PermanentError("A credential or setting of this integration holds characters that cannot be "
+                                     "sent to the ERP (accents, emoji or line breaks): enter it again exactly "
+                                     "as the ERP shows it") from exc
             except (requests.ConnectionError, requests.Timeout) as exc:
                 last_error = TransientError(f"Could not reach the ERP ({type(exc).__name__})")
                 self._notify(last_error.message)

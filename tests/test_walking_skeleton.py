@@ -44,6 +44,12 @@ def test_support_tests_connection_in_place_and_owner_cannot_reach_setup(world, w
         "erp": "vhsys", "cred_access_token": "wrong", "cred_secret_access_token": "wrong",
         "set_base_url": vhsys_sandbox.url})
     assert "Connection failed" in bad.get_data(as_text=True)
+    # found by R4: a pasted token with an accent or an emoji never reaches an HTTP header (it was a 500)
+    for garbled in ("tok\u00e9n", "abc\U000aab2f", "two words"):
+        refused = support.post(f"/c/{cid}/integration/test?erp=vhsys", {
+            "erp": "vhsys", "cred_access_token": garbled,
+            "cred_secret_access_token": DEMO_CREDENTIALS["secret_access_token"], "set_base_url": vhsys_sandbox.url})
+        assert refused.status_code < 500 and "copy it again from the ERP" in refused.get_data(as_text=True)
     assert web("owner-a@test").get(f"/c/{cid}/integration/setup?erp=vhsys").status_code == 403
 
 

@@ -20,9 +20,12 @@ from .extensions import db
 from .models import Clinic, Integration
 from .queues import queue
 from .sync import outbox
-from .sync.connectors import build_connector
+from .sync.connectors import build_connector, probe_http_client
 
 KEEP_HINT = "Leave blank to keep the stored value"
+# ERP-generated keys, ids, tokens and secrets (they travel in HTTP headers); a user name or company
+# name (Zanthus) may hold accents and spaces
+TOKEN_SUFFIXES = ("_token", "_secret", "_key", "_id")
 
 
 def setup_form(erp: str, integration: Integration | None, formdata=None):
@@ -79,7 +82,10 @@ def read_form(erp: str, form, integration: Integration | None) -> tuple[dict, di
     creds, errors = dict(stored), []
     for f in cls.credential_fields:
         value = (getattr(form, f"cred_{f.name}").data or "").strip()
-        if value:
+        if value and f.name.endswith(TOKEN_SUFFIXES) and not _printable_ascii(value):
+            errors.append(f"{f.label} may hold only the letters, digits and symbols the ERP generated "
+                          "(no accents, spaces inside or line breaks): copy it again from the ERP.")
+        elif value:
             creds[f.name] = value
         elif f.required and not creds.get(f.name) and cls.auth_kind != "oauth2":
             errors.append(f"{f.label} is required.")
@@ -92,6 +98,11 @@ def read_form(erp: str, form, integration: Integration | None) -> tuple[dict, di
     return creds, settings, features, errors
 
 
+def _printable_ascii(value: str) -> bool:
+    """ERP keys, tokens and secrets travel in HTTP headers: visible ASCII only."""
+    return all("!" <= ch <= "~" for ch in value)
+
+
 def _is_http_url(value: str) -> bool:
     parsed = urlparse(value)
     return parsed.scheme in ("http", "https") and bool(parsed.hostname)
@@ -100,7 +111,7 @@ def _is_http_url(value: str) -> bool:
 def test_connection(erp: str, creds: dict, settings: dict, integration: Integration | None) -> tuple[bool, str]:
     probe = integration or Integration(id=0, erp=erp, clinic_id=0)
     try:
-        connector = build_connector(probe, creds=creds, settings=settings)
+        connector = build_connector(probe, creds=creds, settings=settings, http=probe_http_client())
         return True, connector.test_connection()
     except ConnectorError as exc:
         return False, exc.plain()

@@ -133,6 +133,14 @@ def test_connection_accepts_demo_tokens_and_refuses_wrong_ones(server, http_clie
     assert stats(server)["requests"] == before + 1  # a refused token is not retried
 
 
+def test_a_stored_credential_no_header_can_carry_is_a_plain_permanent_error(server, http_client):
+    garbled = build(server, http_client, {"access_token": "abc\U000aab2f", "secret_access_token": "x\u00e9"})
+    with pytest.raises(PermanentError) as refused:
+        garbled.test_connection()
+    assert "cannot be sent to the ERP" in refused.value.plain()
+    assert stats(server)["requests"] == 0
+
+
 def test_empty_list_answer_is_an_empty_result_not_an_error(vhsys):
     assert vhsys.find_customer(customer(3)) is None
     page = vhsys.pull_customers(None)
@@ -354,6 +362,41 @@ def test_regenerated_tokens_raise_auth_error_and_the_new_pair_recovers(server, h
 
     renewed = build(server, http_client, state(server)["credentials"])
     assert renewed.find_customer(customer(50)) is not None
+
+
+def test_one_job_overlaps_its_customer_calls_and_keeps_their_order(server, http_client):
+    """push_concurrency: the calls of one batch overlap (the sandbox sees them in flight together),
+    the outcomes come back in the batch's order, and a permanent error stays that record's outcome."""
+    requests.post(server.url + "/__sandbox__/faults", json={"latency_ms": 40}, timeout=5)
+    vhsys = build(server, http_client)
+    assert vhsys.concurrency == VhsysConnector.push_concurrency == 3
+    batch = [(customer(70 + n), "") for n in range(9)]
+    batch[4] = (customer(74, name="  "), "")  # VHSYS refuses it: razao_cliente is required
+    results = vhsys.upsert_customers(batch)
+    assert isinstance(results[4], PermanentError) and "razao_cliente" in results[4].plain()
+    ok = [r for i, r in enumerate(results) if i != 4]
+    assert all(r.created for r in ok)
+    by_id = {c["id_cliente"]: c for c in state(server)["clientes"]}
+    assert [by_id[int(r.remote_id)]["razao_cliente"] for r in ok] == [f"Tutor {70 + n}" for n in range(9) if n != 4]
+    assert stats(server)["max_inflight"] == 3
+    serial = build(server, http_client, push_concurrency="1")
+    requests.post(server.url + "/__sandbox__/reset", timeout=5)
+    requests.post(server.url + "/__sandbox__/faults", json={"latency_ms": 40}, timeout=5)
+    serial.upsert_customers([(customer(80 + n), "") for n in range(4)])
+    assert stats(server)["max_inflight"] == 1
+
+
+def test_an_overlapped_batch_stops_on_a_transient_error_and_a_rerun_duplicates_nothing(server, http_client):
+    vhsys = build(server, http_client)
+    records = [customer(90 + n) for n in range(12)]
+    requests.post(server.url + "/__sandbox__/faults", json={"error_rate": 1.0}, timeout=5)
+    with pytest.raises(TransientError):
+        vhsys.upsert_customers([(r, None) for r in records])
+    requests.post(server.url + "/__sandbox__/faults", json={"error_rate": 0.0}, timeout=5)
+    results = vhsys.upsert_customers([(r, None) for r in records])  # the retry searches first (hint None)
+    assert all(not isinstance(r, Exception) for r in results)
+    stored = [c["cnpj_cliente"] for c in state(server)["clientes"]]
+    assert len(stored) == 12 and len(set(stored)) == 12
 
 
 def test_transient_errors_are_absorbed_and_nothing_is_duplicated(server, http_client, vhsys):
