@@ -260,8 +260,11 @@ class BlingConnector(Connector):
             if resp.status_code != 401:
                 return self._interpret(resp, subject, fields)
             if attempt < 3:
-                self._refresh(token)
-        raise AuthError(self._auth_failure_text(_json(resp)), status=401, raw=_json(resp))
+                self._refresh(token)  # an AuthError here: the grant itself is gone
+        # every refresh worked, yet each new token was refused again (tokens aged out as fast as they
+        # came): the authorization is fine, so this is worth retrying later, not a reason to re-approve
+        raise TransientError("Bling refused several freshly refreshed access tokens in a row; retrying later",
+                             status=401, raw=_json(resp))
 
     def _interpret(self, resp, subject: str, fields: Mapping[str, str]) -> dict[str, Any]:
         if 200 <= resp.status_code < 300:

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from integrations.base import (AuthError, ConnectorContext, CustomerRecord, FiscalState, InvoiceItem, InvoiceRecord,
-                               Installment, PermanentError, PushResult)
+                               Installment, PermanentError, PushResult, TransientError)
 from integrations.bling import BlingConnector
 from integrations.bling.sandbox import BLING_RATE_LIMIT, DEMO_CREDENTIALS, Sandbox
 from integrations.brazil import cnpj_check_digits, cpf_check_digits
@@ -199,6 +199,22 @@ def test_expired_token_is_refreshed_and_the_old_refresh_token_is_refused(server,
         with pytest.raises(AuthError):
             stale.test_connection()
     assert sandbox_stats(server)["token_calls"] == calls and sandbox_stats(server)["ip_blocks"] == 0
+
+
+def test_tokens_dying_as_fast_as_they_come_are_transient_not_a_lost_authorization(serve_sandbox, http_client):
+    """Every refresh works but each new token is already refused: the grant is fine, so the sync is
+    postponed (TransientError) instead of telling the clinic to approve TecPet again."""
+    server = serve_sandbox(Sandbox(rate_limit=SCALED_LIMITS, issuing_seconds=0.2))
+    connector = authorized(server, http_client)
+    server.app.token_lifetime = 0.0  # tokens minted from now on are expired on arrival
+    set_faults(server, expire_tokens=True)
+    with pytest.raises(TransientError) as refused:
+        connector.find_customer(customer(9))
+    assert "freshly refreshed" in refused.value.plain() and "approve" not in refused.value.plain()
+    assert sandbox_stats(server)["refreshes"] == 3
+    server.app.token_lifetime = 21_600.0
+    set_faults(server, expire_tokens=True)
+    assert connector.find_customer(customer(9)) is None  # the next attempt goes through
 
 
 def test_two_workers_refreshing_at_once_keep_the_grant(server, redis_client, http_client, bling):
