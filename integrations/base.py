@@ -7,6 +7,7 @@ and speaks in canonical records. Errors are typed so the sync layer can decide w
 from __future__ import annotations
 
 import enum
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -367,6 +368,10 @@ class Connector:
     rate_limit: ClassVar[RateLimit] = RateLimit(windows=((5, 1.0),))
     record_requirements: ClassVar[tuple[RecordRequirement, ...]] = ()
     batch_size: ClassVar[int] = 50
+    # Customers the default upsert_customers sends at once (threads); every request still passes the
+    # account's shared limiter and in-flight cap. 1 for connectors whose client keeps per-instance
+    # state that a token refresh rewrites (OAuth2); static-credential ERPs may overlap their calls.
+    push_concurrency: ClassVar[int] = 1
     contract_pending: ClassVar[bool] = False     # capabilities known only from a proposed contract
     notes: ClassVar[tuple[str, ...]] = ()        # plain-words notes for the capability panel
 
@@ -379,6 +384,10 @@ class Connector:
         scale = float(self.settings.get("rate_limit_scale") or 1)
         self.limit = RateLimit(windows=tuple((max(1, int(n * scale)), s) for n, s in self.rate_limit.windows),
                                max_concurrency=self.rate_limit.max_concurrency, safety=self.rate_limit.safety)
+        concurrency = int(self.settings.get("push_concurrency") or self.push_concurrency)
+        if self.limit.max_concurrency:
+            concurrency = min(concurrency, self.limit.max_concurrency)
+        self.concurrency = max(1, min(concurrency, 8))
 
     def http(self, method: str, url: str, **kwargs: Any):
         """Send one request through the shared client, inside this ERP account's limits."""
@@ -427,24 +436,42 @@ class Connector:
         ERP id when known, "" when the caller knows the ERP does not have it (create without a
         search), None when unknown (search first, then update or create).
 
-        The default goes one by one; ERPs with batch calls override it.
+        The default sends them one by one, `self.concurrency` at a time (results in the batch's
+        order); ERPs with batch calls override it. A transient, rate-limit or auth error stops the
+        batch (calls not yet started are cancelled) and is raised once the calls in flight end:
+        the caller's intents make a retry safe.
         """
-        out: list[PushResult | ConnectorError] = []
-        for record, remote_id in batch:
-            try:
-                if remote_id:
-                    out.append(self.update_customer(remote_id, record))
-                elif remote_id == "":
-                    out.append(self.create_customer(record))
-                else:
-                    found = self.find_customer(record)
-                    if found:
-                        out.append(PushResult(self.update_customer(found.remote_id, record).remote_id, created=False))
-                    else:
-                        out.append(self.create_customer(record))
-            except (PermanentError, NotSupported) as exc:
-                out.append(exc)
+        if self.concurrency <= 1 or len(batch) <= 1:
+            return [self._upsert_one(record, hint) for record, hint in batch]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(batch)),
+                                thread_name_prefix=f"{self.name}-push") as pool:
+            futures = [pool.submit(self._upsert_one, record, hint) for record, hint in batch]
+            out: list[PushResult | ConnectorError] = []
+            failure: BaseException | None = None
+            for future in futures:
+                if failure is not None:
+                    future.cancel()
+                    continue
+                try:
+                    out.append(future.result())
+                except BaseException as exc:  # re-raised below, after the calls in flight end
+                    failure = exc
+        if failure is not None:
+            raise failure
         return out
+
+    def _upsert_one(self, record: CustomerRecord, remote_id: str | None) -> PushResult | ConnectorError:
+        try:
+            if remote_id:
+                return self.update_customer(remote_id, record)
+            if remote_id == "":
+                return self.create_customer(record)
+            found = self.find_customer(record)
+            if found:
+                return PushResult(self.update_customer(found.remote_id, record).remote_id, created=False)
+            return self.create_customer(record)
+        except (PermanentError, NotSupported) as exc:
+            return exc
 
     def get_customer(self, remote_id: str) -> RemoteCustomer:
         self._unsupported("reading customers back")

@@ -48,6 +48,8 @@ class VhsysConnector(Connector):
 
     Rate limit: VHSYS documents none (see ASSUMED_ERP_LIMITS: 10,000/hour and 5/second assumed);
     the connector spends that budget per account across all workers, paced evenly by the shared limiter.
+    Static tokens and no per-instance state on the customer path: one job sends up to
+    `push_concurrency` customers at once (each request still waits for the shared limiter).
     """
 
     name = "vhsys"
@@ -92,6 +94,7 @@ class VhsysConnector(Connector):
         SettingField("page_size", "Page size for pulls", "100", help="1 to 250."),
     )
     rate_limit = RateLimit(windows=OWN_BUDGET)
+    push_concurrency = 3
     record_requirements = (
         _length_rule("name", 255, "customer name (razao_cliente)"),
         _length_rule("number", 7, "address number (numero_cliente)"),
