@@ -1,7 +1,7 @@
 """Where a page's time goes: P4's pages and P6's progress partial requested in-process (Flask test
 client, logged in as the owner) under cProfile, on generated data.
 
-    python -m bench.profile_pages [--size small|full] [--db sqlite|postgresql] [--requests 200] [--page NAME]
+    python -m bench.profile_pages [--size small|full] [--db sqlite|postgresql] [--requests 200] [--page NAME] [--sort tottime]
 """
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ def main(argv=None) -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--page", default="")
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--sort", default="cumulative", help="pstats order: cumulative, tottime, ncalls...")
     args = parser.parse_args(argv)
     import logging
     logging.basicConfig(level=logging.WARNING)
@@ -81,8 +82,8 @@ def main(argv=None) -> None:
             for label, secs in sorted(by.items(), key=lambda kv: -kv[1]):
                 print(f"   {label:<42} {100 * secs / total:5.1f}% of own time")
             buf = io.StringIO()
-            pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(args.top)
-            print("\n".join(l for l in buf.getvalue().splitlines() if l.strip())[-3000:])
+            pstats.Stats(prof, stream=buf).sort_stats(args.sort).print_stats(args.top)
+            print("\n".join(l for l in buf.getvalue().splitlines() if l.strip() and "/" in l or "ncalls" in l))
     finally:
         dbase.drop()
 

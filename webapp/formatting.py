@@ -195,7 +195,23 @@ def sync_chart(daily: list[dict], days: int = 30, today: date | None = None) -> 
             "plot_right": w - CHART["right"]}
 
 
+def sync_chart_markup(daily: list[dict]):
+    """The chart partial rendered once per (counts, day, language): a dashboard shows the same 30 days
+    to every reload until a run adds records, and the SVG is ~200 formatted numbers."""
+    from .models import utcnow
+    key = tuple((str(r["day"])[:10], r.get("created"), r.get("updated"), r.get("failed")) for r in daily)
+    return _chart_markup(key, utcnow().date(), _locale())
+
+
+@functools.lru_cache(maxsize=256)
+def _chart_markup(key: tuple, today: date, lang: str):
+    from flask import render_template
+    from markupsafe import Markup
+    daily = [{"day": d, "created": c, "updated": u, "failed": f} for d, c, u, f in key]
+    return Markup(render_template("partials/sync_chart.html", daily=daily, today=today))
+
+
 def register_filters(app) -> None:
     app.jinja_env.filters.update(money=money, br_date=br_date, tax_id=tax_id, duration=duration, number=number,
                                  percent=percent, quantity=quantity)
-    app.jinja_env.globals.update(run_pace=run_pace, sync_chart=sync_chart)
+    app.jinja_env.globals.update(run_pace=run_pace, sync_chart=sync_chart, sync_chart_markup=sync_chart_markup)

@@ -20,8 +20,9 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlencode
 
-from flask import current_app, g, has_request_context, redirect, render_template, request, session
-from flask_babel import Babel, get_locale, gettext, lazy_gettext as _l, lazy_pgettext
+import flask_babel
+from flask import current_app, g, has_app_context, has_request_context, redirect, render_template, request, session
+from flask_babel import Babel, get_locale, lazy_gettext as _l, lazy_pgettext
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,13 @@ def init_i18n(app) -> None:
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "America/Sao_Paulo")
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(compiled_catalogs()))
     Babel(app, locale_selector=select_locale)
+    # the same callables Flask-Babel installs, reading the catalog once per request
+    app.jinja_env.install_gettext_callables(
+        gettext=lambda s: translations().ugettext(s),
+        ngettext=lambda s, p, n: translations().ungettext(s, p, n),
+        pgettext=lambda c, s: translations().upgettext(c, s),
+        npgettext=lambda c, s, p, n: translations().unpgettext(c, s, p, n),
+        newstyle=True)
     app.before_request(_switch_language)
     app.after_request(_remember_language)
     app.jinja_env.globals.update(LANGUAGES=LANGUAGES, lang_url=lang_url, current_lang=current_lang,
@@ -100,8 +108,39 @@ def select_locale() -> str | None:
 
 
 def current_lang() -> str:
+    """The page's language code, resolved once per request (pages ask for it hundreds of times)."""
+    if not has_request_context():
+        return _resolve_lang()
+    lang = g.get("_tecpet_lang")
+    if lang is None:
+        lang = g._tecpet_lang = _resolve_lang()
+    return lang
+
+
+def _resolve_lang() -> str:
     locale = get_locale()
     return str(locale) if locale is not None else current_app.config.get("BABEL_DEFAULT_LOCALE", "pt_BR")
+
+
+def translations():
+    """The page's catalog, looked up once per request: Flask-Babel resolves the domain, the locale and
+    its cache on every call, and a page makes a few hundred of them."""
+    if not has_app_context():
+        return flask_babel.get_translations()
+    catalog = g.get("_tecpet_translations")
+    if catalog is None:
+        catalog = g._tecpet_translations = flask_babel.get_translations()
+    return catalog
+
+
+def gettext(string: str, **variables) -> str:
+    text = translations().ugettext(string)
+    return text % variables if variables else text
+
+
+def pgettext(context: str, string: str, **variables) -> str:
+    text = translations().upgettext(context, string)
+    return text % variables if variables else text
 
 
 def _switch_language():
@@ -213,8 +252,17 @@ LABELS: dict[str, dict[str, object]] = {
 
 def label(kind: str, value) -> str:
     """The shown word for a stored value; an unknown value is shown as it is."""
-    text = LABELS.get(kind, {}).get(value)
-    return str(text) if text is not None else ("" if value is None else str(value).replace("_", " "))
+    key = (current_lang(), kind, value)
+    shown = _LABEL_CACHE.get(key)
+    if shown is None:
+        text = LABELS.get(kind, {}).get(value)
+        shown = str(text) if text is not None else ("" if value is None else str(value).replace("_", " "))
+        if text is not None:  # known words only: the cache stays as small as LABELS
+            _LABEL_CACHE[key] = shown
+    return shown
+
+
+_LABEL_CACHE: dict[tuple[str, str, object], str] = {}
 
 
 # What the integration does and does not do, keyed by integrations.base.Capability value; the English
