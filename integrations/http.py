@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Iterable, Iterator
 
 import requests
@@ -73,6 +74,10 @@ def install_redaction(logger: logging.Logger | None = None) -> None:
     for handler in target.handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
+
+
+# what requests.Session would add to every request
+SESSION_HEADERS = {"Accept-Encoding": "gzip, deflate", "Accept": "*/*", "Connection": "keep-alive"}
 
 
 # --------------------------------------------------------------------------- rate limiting
@@ -237,6 +242,8 @@ class HttpClient:
                  backoff: float = 0.5, max_backoff: float = 20.0, user_agent: str = "TecPet-Integrations/1.0"):
         self.session = requests.Session()
         self.session.trust_env = False  # no proxy/netrc lookups per request: ERPs are reached directly
+        # one session serves every clinic's ERP account: it must never carry a cookie from one to another
+        self.session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         adapter = requests.adapters.HTTPAdapter(pool_connections=32, pool_maxsize=64, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -297,7 +304,7 @@ class HttpClient:
                 secrets: Iterable[str] = (), retry_statuses: Iterable[int] = (500, 502, 503, 504),
                 timeout: float | None = None, retries: int | None = None, **kwargs: Any) -> requests.Response:
         SecretRegistry.add(*secrets)
-        hdrs = {"User-Agent": self.user_agent}
+        hdrs = {**SESSION_HEADERS, "User-Agent": self.user_agent}
         hdrs.update(headers or {})
         attempts = (self.retries if retries is None else retries) + 1
         last_error: Exception | None = None
@@ -310,7 +317,10 @@ class HttpClient:
                 with self._in_flight(account_key, rate_limit):
                     if rate_limit is not None and account_key and self.limiter is not None:
                         self.limiter.acquire(account_key, rate_limit)
-                    resp = self.session.request(method, url, headers=hdrs, timeout=timeout or self.timeout, **kwargs)
+                    # prepared here: the session adds nothing (no cookies, auth or environment) and
+                    # merging its settings is a third of what `requests` spends per call
+                    prepared = requests.Request(method, url, headers=hdrs, **kwargs).prepare()
+                    resp = self.session.send(prepared, timeout=timeout or self.timeout)
             except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
                     requests.exceptions.InvalidURL) as exc:
                 raise PermanentError(f"The ERP address is not a valid URL ({_safe_url(url)}): check the "
