@@ -99,7 +99,8 @@ class CustomerRecord:
     state: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # every field is text: a flat copy (dataclasses.asdict deep-copies each value, once per push)
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CustomerRecord":

@@ -79,12 +79,11 @@ def _push_customer_chunk(run: SyncRun, integration: Integration, connector, reco
         if c is None:
             runs.set_outcome(run, rec, "skipped", "The customer no longer exists in TecPet")
             continue
-        problems = check_customer(customer_record(c), requirements)
-        errors = error_summary(problems)
+        record = customer_record(c)
+        errors = error_summary(check_customer(record, requirements))
         if errors:
             runs.set_outcome(run, rec, "skipped", f"Not sent: fix the customer record first ({errors})")
             continue
-        record = customer_record(c)
         payload_hash = Binding.hash_payload(record.to_dict())
         b = bindings.get(c.id)
         if b is not None and b.state == "bound" and b.payload_hash == payload_hash:
