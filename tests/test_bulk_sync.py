@@ -46,3 +46,53 @@ def test_initial_sync_links_existing_erp_customers_and_creates_the_rest(world, w
     requests_used = requests.get(f"{server.url}/__sandbox__/stats", timeout=5).json()["requests"] - before
     assert requests_used <= 50 + 1 + 1 + 5, requests_used  # creates + the update + a page or two of the list
     assert db_session.scalar(select(Binding).where(Binding.state != "bound")) is None
+
+
+def test_a_run_cut_midway_releases_every_lock_and_resumes_without_duplicates(
+        app, world, web, api, work, serve_sandbox, db_session, redis_client, monkeypatch):
+    """Chunk 3's ERP call fails: the run is postponed with chunks 1-2 recorded, chunk 3 pending with
+    its intents, no record lock left behind; the next attempt searches before creating, so VHSYS
+    ends with every customer once."""
+    from integrations.base import TransientError
+    from integrations.vhsys import VhsysConnector
+    from integrations.vhsys.sandbox import Sandbox
+    from webapp.sync import outbox
+    from .conftest import isolated
+    server = serve_sandbox(Sandbox(rate_limit=[(100000, 1.0)]))
+    customers = [customer(300 + i) for i in range(60)]
+    monkeypatch.setattr("webapp.sync.jobs.chunk_size", lambda connector: 10)
+    post_events(api, world["token_a"], *[customer_event(c) for c in customers])
+    original, calls = VhsysConnector.upsert_customers, {"n": 0}
+
+    def third_call_fails(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise TransientError("VHSYS is briefly unavailable")
+        return original(self, batch)
+
+    monkeypatch.setattr(VhsysConnector, "upsert_customers", third_call_fails)
+    setup_vhsys(web("support@test"), world["clinic_a"].id, server, features=("sync_customers",))
+    work()
+    run = db_session.scalar(select(SyncRun).where(SyncRun.trigger == "initial"))
+    assert (run.status, run.done, run.created) == ("queued", 20, 20) and run.retry_at is not None
+    assert "briefly unavailable" in run.error
+    assert list(redis_client.scan_iter("tecpet:reclock:*")) == []
+    pending = db_session.scalars(select(Binding).where(Binding.state == "pending")).all()
+    assert len(pending) == 10  # chunk 3: intents recorded, the call failed
+    assert len(sandbox_state(server)["clientes"]) == 20
+
+    monkeypatch.undo()
+
+    def due_now():
+        with app.app_context():
+            from webapp.extensions import db
+            outbox.enqueue_run(db.session.get(SyncRun, run.id))
+
+    isolated(due_now)
+    work()
+    db_session.expire_all()
+    run = db_session.get(SyncRun, run.id)
+    assert (run.status, run.total, run.created, run.failed) == ("succeeded", 60, 60, 0)
+    tax_ids = [c["cnpj_cliente"] for c in sandbox_state(server)["clientes"]]
+    assert len(tax_ids) == 60 and len(set(tax_ids)) == 60
+    assert db_session.scalar(select(Binding).where(Binding.state != "bound")) is None
