@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 from decimal import Decimal
 
 import pytest
@@ -301,7 +302,9 @@ def test_settling_a_receivable_and_pulling_its_receipt_back_once(omie, conn):
     page = conn.pull_receipts(None)
     assert [(r.remote_id, r.amount, r.origin) for r in page.items] == \
         [(first, Decimal("150.00"), f"OS_{financial.order_remote_id}")]
-    assert page.items[0].paid_at == date.today() and page.items[0].customer_remote_id == remote
+    # the receipt's day is Omie's own (Brasília time): from 21:00 there it is already tomorrow in UTC
+    brasilia_today = datetime.now(ZoneInfo("America/Sao_Paulo")).date()
+    assert page.items[0].paid_at == brasilia_today and page.items[0].customer_remote_id == remote
     assert conn.pull_receipts(page.cursor).items == []
 
 
