@@ -112,8 +112,10 @@ async def _pollers(host, port, headers, path, clients, duration, interval, resul
     offsets = [rng.uniform(0, interval) for _ in range(clients)]
 
     async def client(n: int):
+        # connect when first asking, as a browser does: gunicorn's gthread worker parks a thread for
+        # up to 5 s on a new connection that has sent nothing yet, so 200 connections opened up front
+        # and used up to a second later would measure that wait, not the page
         conn = Conn(host, port, headers)
-        await conn.open()
         nxt = start + offsets[n]
         try:
             while nxt < stop_at:
