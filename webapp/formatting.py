@@ -103,6 +103,8 @@ def number(value, digits: int = 0) -> str:
     """A count or a rate in the page's language (1.234 / 1,234)."""
     if value is None:
         return ""
+    if not digits and type(value) is int and -1000 < value < 1000:
+        return str(value)  # no separator in any language: most counts on a page
     return _number(value, digits, str(_locale()))
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import flask_babel
-from flask import current_app, g, has_app_context, has_request_context, redirect, render_template, request, session
+from flask.globals import _cv_app  # the app context itself: `g` without the proxy, for hot paths
+from flask import current_app, g, has_request_context, redirect, render_template, request, session
 from flask_babel import Babel, get_locale, lazy_gettext as _l, lazy_pgettext
 from werkzeug.exceptions import HTTPException
 
@@ -108,12 +109,14 @@ def select_locale() -> str | None:
 
 
 def current_lang() -> str:
-    """The page's language code, resolved once per request (pages ask for it hundreds of times)."""
-    if not has_request_context():
+    """The page's language code, resolved once per request (pages ask for it hundreds of times:
+    every label and number), kept in the request's `g` and read without the proxy."""
+    ctx = _cv_app.get(None)
+    if ctx is None or not has_request_context():
         return _resolve_lang()
-    lang = g.get("_tecpet_lang")
+    lang = ctx.g.__dict__.get("_tecpet_lang")
     if lang is None:
-        lang = g._tecpet_lang = _resolve_lang()
+        lang = ctx.g._tecpet_lang = _resolve_lang()
     return lang
 
 
@@ -125,11 +128,12 @@ def _resolve_lang() -> str:
 def translations():
     """The page's catalog, looked up once per request: Flask-Babel resolves the domain, the locale and
     its cache on every call, and a page makes a few hundred of them."""
-    if not has_app_context():
+    ctx = _cv_app.get(None)
+    if ctx is None:
         return flask_babel.get_translations()
-    catalog = g.get("_tecpet_translations")
+    catalog = ctx.g.__dict__.get("_tecpet_translations")
     if catalog is None:
-        catalog = g._tecpet_translations = flask_babel.get_translations()
+        catalog = ctx.g._tecpet_translations = flask_babel.get_translations()
     return catalog
 
 
