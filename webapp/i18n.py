@@ -24,6 +24,7 @@ import flask_babel
 from flask.globals import _cv_app  # the app context itself: `g` without the proxy, for hot paths
 from flask import current_app, g, has_request_context, redirect, render_template, request, session
 from flask_babel import Babel, get_locale, lazy_gettext as _l, lazy_pgettext
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def init_i18n(app) -> None:
     app.after_request(_remember_language)
     app.jinja_env.globals.update(LANGUAGES=LANGUAGES, lang_url=lang_url, current_lang=current_lang,
                                  html_lang=lambda: HTML_LANG.get(current_lang(), "pt-BR"), label=label,
-                                 capability_text=capability_text, note_text=note_text, feature_label=feature_label,
+                                 capability_text=capability_text, note_text=note_text, badge=badge, feature_label=feature_label,
                                  field_label=field_label, problem_text=problem_text, problem_title=problem_title)
     from .extensions import login_manager
     login_manager.localize_callback = gettext
@@ -267,6 +268,11 @@ def label(kind: str, value) -> str:
 
 
 _LABEL_CACHE: dict[tuple[str, str, object], str] = {}
+
+
+def badge(kind: str, value) -> Markup:
+    """A stored value as a coloured badge: <span class="badge b-VALUE">label</span>."""
+    return Markup('<span class="badge b-{}">{}</span>').format(value, label(kind, value))
 
 
 # What the integration does and does not do, keyed by integrations.base.Capability value; the English
