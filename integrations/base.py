@@ -385,7 +385,10 @@ class Connector:
         scale = float(self.settings.get("rate_limit_scale") or 1)
         self.limit = RateLimit(windows=tuple((max(1, int(n * scale)), s) for n, s in self.rate_limit.windows),
                                max_concurrency=self.rate_limit.max_concurrency, safety=self.rate_limit.safety)
-        concurrency = int(self.settings.get("push_concurrency") or self.push_concurrency)
+        try:
+            concurrency = int(self.settings.get("push_concurrency") or self.push_concurrency)
+        except (TypeError, ValueError):
+            concurrency = self.push_concurrency
         if self.limit.max_concurrency:
             concurrency = min(concurrency, self.limit.max_concurrency)
         self.concurrency = max(1, min(concurrency, 8))
