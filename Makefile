@@ -34,7 +34,7 @@ chaos: $(STAMP)  ## the chaos suite: worker kills, Redis outage, ERP faults, fuz
 chaos-quick: $(STAMP)  ## the same scenarios at CI size
 	$(BIN)/python -m chaos.run --quick
 
-bench: $(STAMP)  ## issue 7's benchmarks on SQLite and PostgreSQL: table + JSON line (~15 min)
+bench: $(STAMP)  ## issue 7's benchmarks on SQLite and PostgreSQL: table + JSON line (~7 min)
 	BENCH_PG_ADMIN_URL=$(PG_TEST_URL) $(BIN)/python -m bench.run --size full --db both
 
 bench-smoke: $(STAMP)  ## small-size smoke of the benchmarks (CI; fails only if a benchmark breaks)
