@@ -141,7 +141,7 @@ class RedisRateLimiter:
         self.horizon = horizon
         self._script = redis.register_script(_RESERVE)
 
-    def reserve(self, account_key: str, limit: RateLimit, horizon: float | None = None) -> tuple[bool, float]:
+    def reserve(self, account_key: str, limit: RateLimit) -> tuple[bool, float]:
         """(True, seconds until the reserved send time); or, when the earliest free time is further
         away than the horizon, (False, seconds until then) and nothing reserved."""
         if not limit.windows:
@@ -149,19 +149,13 @@ class RedisRateLimiter:
         safety = self.safety if limit.safety is None else limit.safety
         shortest = min(limit.windows, key=lambda w: w[1])
         spacing_ms = shortest[1] * 1000.0 * (1 + safety) / shortest[0]
-        horizon_ms = (self.horizon if horizon is None else horizon) * 1000.0
-        keys, args = [], [uuid.uuid4().hex, spacing_ms, horizon_ms]
+        keys, args = [], [uuid.uuid4().hex, spacing_ms, self.horizon * 1000.0]
         for count, seconds in limit.windows:
             keys.append(f"{self.prefix}:{account_key}:{count}/{seconds}")
             args += [count, seconds * 1000.0 * (1 + safety)]
         keys.append(f"{self.prefix}:{account_key}:pace")
         reserved, delay_ms = self._script(keys=keys, args=args)
         return bool(int(reserved)), max(0.0, float(delay_ms)) / 1000.0
-
-    def try_acquire(self, account_key: str, limit: RateLimit) -> float:
-        """Take one request slot now, or return the seconds to wait before trying again."""
-        reserved, delay = self.reserve(account_key, limit, horizon=0.0)
-        return 0.0 if reserved else max(delay, 0.001)
 
     def acquire(self, account_key: str, limit: RateLimit, max_wait: float = 120.0) -> None:
         """Return at this request's send time: reserve it, then sleep until it comes."""

@@ -182,14 +182,13 @@ STEP_SECONDS = 5.0  # a per-record step commits its progress about this often at
 
 def chunk_size(connector) -> int:
     """Records per committed step: the ERP's batch when it has batch calls; otherwise what the
-    account's rate limit lets through in about STEP_SECONDS, between 10 and 50 records (VHSYS at
-    5 a second: 25), so the progress bar moves every few seconds at any pace and a fast account
-    does not pay a step's fixed database work every few records."""
+    account's rate limit lets through in about STEP_SECONDS, between 10 and 50 records (VHSYS,
+    bound by 10,000 an hour: 13), so the progress bar moves every few seconds at any pace and a
+    fast account does not pay a step's fixed database work every few records."""
     cls = type(connector)
     if cls.upsert_customers is not Connector.upsert_customers:
         return max(1, cls.batch_size)
-    windows = getattr(connector, "limit", cls.rate_limit).windows
-    per_second = min((count / seconds for count, seconds in windows), default=10.0)
+    per_second = min((count / seconds for count, seconds in connector.limit.windows), default=10.0)
     return max(1, min(cls.batch_size, max(10, min(50, int(per_second * STEP_SECONDS)))))
 
 
