@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from integrations.vhsys.sandbox import DEMO_CREDENTIALS
-from webapp.models import Binding, Customer, SyncRecord, SyncRun
+from webapp.models import Binding, Customer, Integration, SyncRecord, SyncRun
 
 from .helpers import erp_call, VALID_CUSTOMERS, customer_event, post_events
 from .test_walking_skeleton import sandbox_state, setup_vhsys
@@ -70,3 +70,18 @@ def test_both_sides_changed_then_erps_version_taken(world, web, api, work, vhsys
     assert feed["changes"][-1]["customer"]["email"] == "novo@exemplo.com.br"
     # clinic B's token sees none of clinic A's changes
     assert api.get("/api/v1/changes", headers={"Authorization": f"Bearer {world['token_b']}"}).json["changes"] == []
+
+
+def test_verify_checks_the_active_integrations_bindings_only(world, web, api, work, vhsys_sandbox, db_session):
+    """A clinic that changed ERP keeps the old integration's bindings: a verify run of the new
+    one lists each customer once, and only those bound in the new ERP."""
+    cid, c, b = synced(world, web, api, work, vhsys_sandbox, db_session)
+    old = Integration(clinic_id=cid, erp="bling", enabled=False, features=[], credentials_encrypted="", settings={})
+    db_session.add(old)
+    db_session.flush()
+    db_session.add(Binding(integration_id=old.id, entity="customer", local_id=c.id, remote_id="bling-1", state="bound"))
+    db_session.commit()
+    web("owner-a@test").post(f"/c/{cid}/customers/{c.id}/verify")
+    work()
+    run = db_session.scalar(select(SyncRun).where(SyncRun.entity == "verify"))
+    assert run.integration_id == b.integration_id and run.total == 1 and run.status == "succeeded"

@@ -48,7 +48,8 @@ def _active_integrations(clinic_id: int, integration_id: int | None) -> list[Int
     return [i for i in db.session.scalars(q) if not i.paused]
 
 
-def _items(topic: str, clinic_id: int, subject_ids: list[int]) -> tuple[str, list[tuple[int, str]]]:
+def _items(topic: str, clinic_id: int, integration_id: int,
+           subject_ids: list[int]) -> tuple[str, list[tuple[int, str]]]:
     if topic == "sync.initial":
         rows = db.session.execute(select(Customer.id, Customer.name).where(Customer.clinic_id == clinic_id)
                                   .order_by(Customer.id)).all()
@@ -59,6 +60,7 @@ def _items(topic: str, clinic_id: int, subject_ids: list[int]) -> tuple[str, lis
         return "customer", [(r.id, r.name) for r in rows]
     if topic == "verify.requested":
         q = (select(Customer.id, Customer.name).join(Binding, (Binding.local_id == Customer.id)
+                                                     & (Binding.integration_id == integration_id)
                                                      & (Binding.entity == "customer") & (Binding.state == "bound"))
              .where(Customer.clinic_id == clinic_id))
         if subject_ids:
@@ -90,7 +92,7 @@ def dispatch(limit: int = 5000) -> list[int]:
         for integration in _active_integrations(clinic_id, integration_id):
             if not any(feature_on(integration, f) for f in TOPIC_FEATURE.get(topic, ())):
                 continue
-            entity, items = _items(topic, clinic_id, subject_ids)
+            entity, items = _items(topic, clinic_id, integration.id, subject_ids)
             if topic == "invoice.billed":
                 for inv in db.session.scalars(select(Invoice).where(Invoice.id.in_(subject_ids))):
                     if inv.status in ("billed", "blocked"):
