@@ -29,6 +29,12 @@ class Config:
         self.SECRET_KEY = env.get("SECRET_KEY") or "dev-only-secret-change-me"
         self.SQLALCHEMY_DATABASE_URI = normalize_database_url(env.get("DATABASE_URL") or _default_database_url())
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        if self.SQLALCHEMY_DATABASE_URI.startswith("postgresql"):
+            # psycopg prepares a statement run 5 times, and PostgreSQL then keeps one generic plan
+            # for it until the table's statistics change: a plan made while a new integration's
+            # bindings fitted in one page (a sequential scan) stayed for the whole first sync.
+            # Planned on every execution, a statement sees the table as it is.
+            self.SQLALCHEMY_ENGINE_OPTIONS["connect_args"] = {"options": "-c plan_cache_mode=force_custom_plan"}
         self.REDIS_URL = env.get("REDIS_URL", "redis://127.0.0.1:6379/0")
         self.FERNET_KEY = env.get("TECPET_FERNET_KEY", "")
         self.DEMO = env.get("TECPET_DEMO", "0") == "1"
