@@ -75,6 +75,13 @@ def setup_clinic(db, erp: str, sandbox_url: str, customers: list[dict], *, scale
         (clinic.id, c["external_id"], c["person_type"], c["name"], c["tax_id"], c["state_registration"], c["email"],
          c["phone"], c["zip_code"], c["street"], c["number"], c["complement"], c["district"], c["city"],
          c["city_ibge_code"], c["state"], now, 0, 0, []) for c in customers])
+    if db.engine.dialect.name == "postgresql":
+        # a clinic's customers exist long before its integration does, and autovacuum has looked
+        # at them by then (the data generator analyzes its tables too); only what the sync itself
+        # writes is newer than the statistics
+        with db.engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE customers")
+            conn.commit()
     ids = list(db.session.scalars(select(Customer.id).where(Customer.clinic_id == clinic.id).order_by(Customer.id)))
     return {"clinic_id": clinic.id, "integration_id": integ.id, "customer_ids": ids}
 

@@ -55,6 +55,19 @@ def _bind(b: Binding, remote_id: str, payload_hash: str, remote_copy: dict | Non
         b.remote_seen_at = utcnow()
 
 
+def _commit_keeping_loaded() -> None:
+    """Commit without expiring what the session holds. For a step's records and bindings only:
+    they are under this worker's record locks, so what is loaded is what is stored, and reading
+    them all back after the commit would be a query per kind for nothing."""
+    session = db.session()
+    expire = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = expire
+
+
 def push_customer_chunk(run: SyncRun, integration: Integration, connector, record_ids: list[int]) -> None:
     """One batch under the records' locks: health-check, skip unchanged, record intents, push,
     record outcomes; one commit."""
@@ -100,14 +113,10 @@ def _push_customer_chunk(run: SyncRun, integration: Integration, connector, reco
                 runs.set_outcome(run, rec, "unchanged", "Already in the ERP: linked", remote.remote_id)
                 continue
         to_push.append((rec, record, b, payload_hash, hint))
-    rec_ids, pushed_local = [rec.id for rec, *_ in to_push], [rec.local_id for rec, *_ in to_push]
-    db.session.commit()  # intents are durable before any remote create
+    _commit_keeping_loaded()  # intents are durable before any remote create
     if not to_push:
         return
-    # the commit expired everything: reload in one query per kind, not one per object
-    db.session.refresh(run)
-    list(db.session.scalars(select(SyncRecord).where(SyncRecord.id.in_(rec_ids))))
-    _bindings(integration.id, "customer", pushed_local)
+    db.session.refresh(run)  # its counters move with every step, whichever job made it
     results = connector.upsert_customers([(record, hint) for _, record, _, _, hint in to_push])
     if len(results) != len(to_push):
         raise ConnectorError(f"The connector answered {len(results)} outcomes for {len(to_push)} customers")
