@@ -67,7 +67,7 @@ def main(argv=None) -> None:
                         help="seconds between periodic ticks (0 disables)")
     parser.add_argument("--name", default=None)
     args = parser.parse_args(argv)
-    app = create_app()
+    app = create_app(PG_PREPARE_THRESHOLD=None)  # see Config: plans made for the tables as they are
     configure_mappers()  # once, before any thread starts
     use_app(app)         # jobs and the tick share this app, its engine and its HTTP client
     redis = Redis.from_url(app.config["REDIS_URL"])

@@ -29,14 +29,13 @@ class Config:
         self.SECRET_KEY = env.get("SECRET_KEY") or "dev-only-secret-change-me"
         self.SQLALCHEMY_DATABASE_URI = normalize_database_url(env.get("DATABASE_URL") or _default_database_url())
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
-        if self.SQLALCHEMY_DATABASE_URI.startswith("postgresql"):
-            # psycopg prepares a statement run 5 times, and PostgreSQL then keeps one generic plan
-            # for it until the table's statistics change: a plan made while a new integration's
-            # bindings fitted in one page (a sequential scan) stayed for the whole first sync.
-            # Unprepared, a statement is planned for the table as it is. (plan_cache_mode=
-            # force_custom_plan did the same but also re-planned the foreign-key checks' internal
-            # queries for every row inserted: a bulk load took twice as long.)
-            self.SQLALCHEMY_ENGINE_OPTIONS["connect_args"] = {"prepare_threshold": None}
+        # PostgreSQL: psycopg prepares a statement once it has run this many times, and the server
+        # then keeps one generic plan for it until the table's statistics change. Pages gain from
+        # it. The worker turns it off (None): a plan made while a new integration's bindings fitted
+        # in one page (a sequential scan per UPDATE) stayed for the whole first sync, while its
+        # tables grew faster than autovacuum looks. (plan_cache_mode=force_custom_plan also
+        # re-planned the foreign-key checks of every inserted row: a bulk load took twice as long.)
+        self.PG_PREPARE_THRESHOLD: int | None = 5
         self.REDIS_URL = env.get("REDIS_URL", "redis://127.0.0.1:6379/0")
         self.FERNET_KEY = env.get("TECPET_FERNET_KEY", "")
         self.DEMO = env.get("TECPET_DEMO", "0") == "1"
@@ -58,3 +57,5 @@ class Config:
         self.PUBLIC_URL = env.get("TECPET_PUBLIC_URL", "http://127.0.0.1:5000")
         for k, v in overrides.items():
             setattr(self, k, v)
+        if self.SQLALCHEMY_DATABASE_URI.startswith("postgresql"):
+            self.SQLALCHEMY_ENGINE_OPTIONS["connect_args"] = {"prepare_threshold": self.PG_PREPARE_THRESHOLD}

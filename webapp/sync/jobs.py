@@ -37,7 +37,7 @@ def _with_app(fn, *args):
         return fn(*args)
     if _app is None:
         from .. import create_app
-        _app = create_app()
+        _app = create_app(PG_PREPARE_THRESHOLD=None)  # as worker.py: see Config
     with _app.app_context():
         try:
             return fn(*args)
