@@ -101,3 +101,21 @@ def test_api_rejects_missing_and_foreign_tokens(world, app):
     from webapp.extensions import db
     rows = db.session.query(Customer).filter_by(external_id="x").all()
     assert [r.clinic_id for r in rows] == [world["clinic_b"].id]
+
+
+def test_row_links_and_badges_match_url_for_and_escape(app, world, db_session, web, clinic_pages):
+    """Tables build each row's link from one url_for (row_urls) and cache badges: the links are
+    url_for's own, and a value that is not a known word is still escaped."""
+    from flask import url_for
+    from webapp.formatting import row_urls
+    from webapp.i18n import badge
+    cid = world["clinic_a"].id
+    with app.test_request_context("/"):
+        run_url = row_urls("history.run", "run_id", clinic_id=cid)
+        for rid in (1, 42, 2 ** 31 - 1):
+            assert run_url(rid) == url_for("history.run", clinic_id=cid, run_id=rid)
+        assert str(badge("run", "<b>x</b>")) == '<span class="badge b-&lt;b&gt;x&lt;/b&gt;">&lt;b&gt;x&lt;/b&gt;</span>'
+        assert badge("run", "failed") is badge("run", "failed")
+    run_id = clinic_pages["owner"][6].rsplit("/", 1)[1]
+    page = web("owner-a@test").get(f"/c/{cid}/runs").get_data(as_text=True)
+    assert f'href="/c/{cid}/runs/{run_id}"' in page

@@ -24,7 +24,7 @@ import flask_babel
 from flask.globals import _cv_app  # the app context itself: `g` without the proxy, for hot paths
 from flask import current_app, g, has_request_context, redirect, render_template, request, session
 from flask_babel import Babel, get_locale, lazy_gettext as _l, lazy_pgettext
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -271,8 +271,18 @@ _LABEL_CACHE: dict[tuple[str, str, object], str] = {}
 
 
 def badge(kind: str, value) -> Markup:
-    """A stored value as a coloured badge: <span class="badge b-VALUE">label</span>."""
-    return Markup('<span class="badge b-{}">{}</span>').format(value, label(kind, value))
+    """A stored value as a coloured badge: <span class="badge b-VALUE">label</span>. Known words
+    are cached per language like labels (a table of runs shows one per row)."""
+    key = (current_lang(), kind, value)
+    shown = _BADGE_CACHE.get(key)
+    if shown is None:
+        shown = Markup(f'<span class="badge b-{escape(value)}">{escape(label(kind, value))}</span>')
+        if value in LABELS.get(kind, ()):
+            _BADGE_CACHE[key] = shown
+    return shown
+
+
+_BADGE_CACHE: dict[tuple[str, str, object], Markup] = {}
 
 
 # What the integration does and does not do, keyed by integrations.base.Capability value; the English
