@@ -46,6 +46,8 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
     register_filters(app)
     from .i18n import init_i18n
     init_i18n(app)
+    from . import table_rows
+    table_rows.install(app)
 
     @app.route("/")
     def index():

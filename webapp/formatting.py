@@ -218,8 +218,8 @@ _ROW_MARKER = 918273645  # an id no route has, replaced by each row's own
 
 def row_urls(endpoint: str, key: str, **values):
     """url_for across a table's rows: the address is built once, each row puts its id in place
-    (`{% set run_url = row_urls('history.run', 'run_id', clinic_id=clinic.id) %}` then
-    `run_url(r.id)`), instead of one routing build per row."""
+    (`run_url = row_urls('history.run', 'run_id', clinic_id=cid)`, then `run_url(r.id)`), instead
+    of one routing build per row."""
     from flask import url_for
     head, marker, tail = url_for(endpoint, **values, **{key: _ROW_MARKER}).partition(str(_ROW_MARKER))
     if not marker:  # pragma: no cover - a route that does not show the id in its path
@@ -230,5 +230,4 @@ def row_urls(endpoint: str, key: str, **values):
 def register_filters(app) -> None:
     app.jinja_env.filters.update(money=money, br_date=br_date, tax_id=tax_id, duration=duration, number=number,
                                  percent=percent, quantity=quantity)
-    app.jinja_env.globals.update(run_pace=run_pace, sync_chart=sync_chart, sync_chart_markup=sync_chart_markup,
-                                 row_urls=row_urls)
+    app.jinja_env.globals.update(run_pace=run_pace, sync_chart=sync_chart, sync_chart_markup=sync_chart_markup)
