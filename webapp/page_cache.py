@@ -1,5 +1,6 @@
-"""Short-lived per-clinic figures in Redis (record health counts), dropped whenever a customer's
-health changes, so pages at 100,000 customers do not rescan them on every request."""
+"""Short-lived per-clinic figures in Redis, so pages at 100,000 customers and 10,000 runs do not
+recompute them on every request: record health counts (dropped whenever a customer's health
+changes) and the dashboard's 30-day sync counts (dropped when a run ends)."""
 from __future__ import annotations
 
 import json
@@ -34,7 +35,11 @@ def cached(name: str, clinic_id: int, compute: Callable[[], Any]) -> Any:
 
 
 def forget_health(clinic_id: int) -> None:
+    forget(clinic_id, "health", "problems")
+
+
+def forget(clinic_id: int, *names: str) -> None:
     try:
-        redis_connection().delete(_key("health", clinic_id), _key("problems", clinic_id))
+        redis_connection().delete(*(_key(name, clinic_id) for name in names))
     except RedisError:
         log.debug("cache drop skipped: entries expire by themselves")

@@ -54,8 +54,18 @@ def _health_summary(clinic_id: int) -> dict:
             "score": round(100.0 * ready / total, 1) if total else 100.0}
 
 
-def daily_counts(clinic_id: int, days: int = 30) -> list[dict]:
-    since = utcnow() - timedelta(days=days)
+CHART_DAYS = 30
+
+
+def daily_counts(clinic_id: int) -> list[dict]:
+    """Created/updated/failed per day of the clinic's runs over CHART_DAYS (the dashboard's chart);
+    cached a few seconds and dropped when a run ends, so a dashboard does not re-aggregate 10,000
+    runs on every request."""
+    return cached("daily", clinic_id, lambda: _daily_counts(clinic_id))
+
+
+def _daily_counts(clinic_id: int) -> list[dict]:
+    since = utcnow() - timedelta(days=CHART_DAYS)
     day = func.date(SyncRun.queued_at)
     rows = db.session.execute(select(day, func.sum(SyncRun.created), func.sum(SyncRun.updated), func.sum(SyncRun.failed))
                               .where(SyncRun.clinic_id == clinic_id, SyncRun.queued_at >= since)

@@ -1,5 +1,6 @@
-"""The long tables' rows, rendered in Python (webapp/table_rows.py): links, labels, escaping, and the
-retry form only where a retry is possible."""
+"""What pages do to stay fast at a large account's size, checked for what they show: the long
+tables' rows rendered in Python (webapp/table_rows.py: links, labels, escaping, the retry form only
+where a retry is possible) and the dashboard's cached 30-day counts (fresh when a run ends)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -62,3 +63,20 @@ def test_warning_rows_escape_what_the_record_holds(world, web, db_session):
     assert "Zé &lt;script&gt;" in page and "<script>" not in page.split("<tbody>")[1]
     assert "x&lt;1&gt;" in page and "The CPF/CNPJ is empty" in page and 'class="badge b-error"' in page
     assert f'href="/c/{a.id}/customers/{bad.id}"' in page
+
+
+def test_dashboard_chart_counts_a_run_as_soon_as_it_ends(world, web, db_session):
+    """The 30-day counts are cached between dashboards and dropped when a run ends."""
+    from webapp.sync import runs
+    from webapp.views import daily_counts
+    a = world["clinic_a"]
+    run = _run(db_session, a, status="running", started_at=datetime.utcnow(), total=1)
+    db_session.add(SyncRecord(run_id=run.id, entity="customer", local_id=None, label="x", outcome="created",
+                              message="", remote_id="1"))
+    db_session.commit()
+    owner = web("owner-a@test")
+    assert owner.get(f"/c/{a.id}/").status_code == 200
+    assert sum(d["created"] for d in daily_counts(a.id)) == 0  # cached while the run was running
+    runs.finish(run)
+    db_session.commit()
+    assert sum(d["created"] for d in daily_counts(a.id)) == 1
