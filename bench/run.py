@@ -194,6 +194,18 @@ def table(results: dict, p5: dict | None, v: dict) -> str:
     return "\n".join(lines)
 
 
+def cpu_probe() -> float:
+    """Seconds for a fixed pure-Python loop: the machine's speed at that moment. Each ratio is
+    measured side by side, but its two sides run one after the other, and on a shared host the
+    same loop has taken from 0.77 to 1.11 s a few seconds apart: the probes show how steady the
+    machine was during the run."""
+    t = time.perf_counter()
+    total = 0
+    for i in range(5_000_000):
+        total += i
+    return round(time.perf_counter() - t, 3)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=SIZES, default="full")
@@ -215,10 +227,12 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING)
     results = {}
     runtimes = {}
+    probes = [cpu_probe()]
     for kind in kinds:
         t = time.perf_counter()
         results[kind] = _safe(run_database, kind, size, only, log)
         runtimes[kind] = round(time.perf_counter() - t, 1)
+        probes.append(cpu_probe())
     p5 = None
     if "P5" in only:
         log("P5 health scan (bench/bench_health.py)")
@@ -232,8 +246,10 @@ def main(argv=None) -> int:
     broken = any(x == "error" for x in flat)
     print(f"\nTecPet benchmarks, size {args.size}, {time.strftime('%Y-%m-%d %H:%M')}\n")
     print(table({k: r for k, r in results.items() if "error" not in r}, p5, v))
+    print(f"machine speed probes (s, lower is faster; start, after each database): {probes}")
     print()
     summary = {"size": args.size, "ok": ok, "broken": broken, "verdicts": v, "results": results, "P5": p5,
+               "cpu_probe_s": probes,
                "runtime_s": {**runtimes, "total": round(time.perf_counter() - started, 1)}}
     print(json.dumps(summary, default=str, separators=(",", ":")))
     if args.fail_on == "error":
