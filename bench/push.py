@@ -134,7 +134,6 @@ def worker_startup(dbase) -> float:
 
 
 def p1(dbase, db, n: int, workers: int = 1) -> dict:
-    from integrations.base import CustomerRecord
     from integrations.vhsys import mapping
     from integrations.vhsys.client import VhsysConnector
     from integrations.vhsys.sandbox import DEMO_CREDENTIALS

@@ -59,7 +59,7 @@ CHART_DAYS = 30
 
 def daily_counts(clinic_id: int) -> list[dict]:
     """Created/updated/failed per day of the clinic's runs over CHART_DAYS (the dashboard's chart);
-    cached a few seconds and dropped when a run ends, so a dashboard does not re-aggregate 10,000
+    cached up to 30 s and dropped when a run ends, so a dashboard does not re-aggregate 10,000
     runs on every request."""
     return cached("daily", clinic_id, lambda: _daily_counts(clinic_id))
 
