@@ -196,9 +196,9 @@ def table(results: dict, p5: dict | None, v: dict) -> str:
 
 def cpu_probe() -> float:
     """Seconds for a fixed pure-Python loop: the machine's speed at that moment. Each ratio is
-    measured side by side, but its two sides run one after the other, and on a shared host the
-    same loop has taken from 0.77 to 1.11 s a few seconds apart: the probes show how steady the
-    machine was during the run."""
+    measured side by side, but its two sides run one after the other, and on a shared host this
+    loop has taken from 0.14 to 0.37 s within an hour: the probes show how steady the machine was
+    during the run."""
     t = time.perf_counter()
     total = 0
     for i in range(5_000_000):
