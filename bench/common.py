@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -221,6 +221,15 @@ def gunicorn(db: Database, workers: int = 2, threads: int = 4):
             err = proc.stderr.read()
             if "Traceback" in (err or ""):
                 print("gunicorn stderr (tail):\n" + err[-3000:], file=sys.stderr)
+
+
+@contextmanager
+def gunicorn_servers(db: Database, servers: int = 2, threads: int = 1):
+    """`servers` single-worker gunicorns, each on its own port; yields their base URLs. A load
+    generator that gives each the same share of its connections measures the pages, not how
+    unevenly one shared socket hands connections to its workers (seen: 20 to 0, 16 to 4)."""
+    with ExitStack() as stack:
+        yield [stack.enter_context(gunicorn(db, 1, threads)) for _ in range(servers)]
 
 
 def login_session(base_url: str, email: str, password: str):

@@ -16,7 +16,7 @@ import random
 import time
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 
 FULL = {"customers": 100_000, "records": 1_000_000, "runs": 10_000}
 SMALL = {"customers": 2_000, "records": 20_000, "runs": 200}

@@ -86,11 +86,11 @@ async def _timed_get(conn: Conn, path: str) -> int:
         return 0
 
 
-async def _closed_loop(host, port, headers, paths, clients, duration, result: dict[str, Result]):
+async def _closed_loop(servers, headers, paths, clients, duration, result: dict[str, Result]):
     stop_at = time.perf_counter() + duration
 
     async def client(n: int):
-        conn = Conn(host, port, headers)
+        conn = Conn(*servers[n % len(servers)], headers)
         i = n
         try:
             while time.perf_counter() < stop_at:
@@ -134,12 +134,15 @@ async def _pollers(host, port, headers, path, clients, duration, interval, resul
     await asyncio.gather(*(client(n) for n in range(clients)))
 
 
-def closed_loop(base_url: str, paths: list[str], clients: int, duration: float,
+def closed_loop(base_url: str | list[str], paths: list[str], clients: int, duration: float,
                 headers: dict[str, str] | None = None) -> dict[str, Result]:
-    """`clients` concurrent clients, each sending the next request as soon as the last one is answered."""
-    u = urlsplit(base_url)
+    """`clients` concurrent clients, each sending the next request as soon as the last one is answered.
+    Given several servers, client n talks to server n % len(servers): each gets the same share, as
+    behind a round-robin load balancer."""
+    urls = [base_url] if isinstance(base_url, str) else list(base_url)
+    servers = [(u.hostname, u.port) for u in map(urlsplit, urls)]
     result: dict[str, Result] = {}
-    asyncio.run(_closed_loop(u.hostname, u.port, headers or {}, paths, clients, duration, result))
+    asyncio.run(_closed_loop(servers, headers or {}, paths, clients, duration, result))
     return result
 
 

@@ -70,17 +70,23 @@ def _p95(result: loadgen.Result) -> float:
     return percentile(result.latencies, 95) if result.latencies else float("nan")
 
 
-SERVER = {"workers": 2, "threads": 4}
+SERVER = {"workers": 2, "threads": 4}  # P6: one gunicorn, as `make run` starts it
+# P4: two single-worker servers (4 threads each, as a `make run` worker), the 20 clients shared 10
+# and 10 (bench/common.gunicorn_servers)
+P4_SERVERS = {"servers": 2, "threads": 4}
 
 
-def p4(dbase, base: str, data: dict, duration: float, clients: int = 20, warm: float = 0.5) -> dict:
-    """20 closed-loop clients on each page in turn, and on /healthz before and after, on one server."""
+def p4(dbase, base: str | list[str], data: dict, duration: float, clients: int = 20, warm: float = 0.5) -> dict:
+    """20 closed-loop clients on each page in turn, and on /healthz before and after, on the same
+    server(s): given several, the clients are shared out evenly between them."""
     paths = page_paths(data)
     app = dbase.app()
     queries = count_queries(app, data, paths)
+    servers = [base] if isinstance(base, str) else list(base)
     out: dict = {"clients": clients, "duration_s": duration,
-                 "server": f"gunicorn {SERVER['workers']}x{SERVER['threads']} gthread", "pages": {}, "target": 5.0}
-    headers = {"Cookie": cookie_header(login_session(base, data["owner_a"], data["password"]))}
+                 "server": f"{len(servers)} x gunicorn 1 worker x {P4_SERVERS['threads']} thread(s), clients shared evenly",
+                 "pages": {}, "target": 5.0}
+    headers = {"Cookie": cookie_header(login_session(servers[0], data["owner_a"], data["password"]))}
     for path in ["/healthz", *paths.values()]:  # warm every worker thread's imports and caches
         loadgen.closed_loop(base, [path], clients, warm, headers)
     health_runs = [loadgen.closed_loop(base, ["/healthz"], clients, duration, headers)["/healthz"]]

@@ -22,7 +22,7 @@ import time
 import traceback
 
 from . import datagen
-from .common import PY, ROOT, Database, flush_redis, gunicorn
+from .common import PY, ROOT, Database, flush_redis, gunicorn, gunicorn_servers
 
 SIZES = {
     "full": {"data": datagen.FULL, "p1": 10_000, "p2_s": 20.0, "p3": 1_000, "p4_s": 10.0, "p6_s": 30.0, "warm_s": 0.5,
@@ -58,14 +58,14 @@ def run_database(kind: str, size: dict, only: set[str], log) -> dict:
                 data = datagen.generate(db, **size["data"])
                 out["datagen"] = {k: data[k] for k in ("seconds", "a", "b")}
                 log(f"[{kind}] datagen {data['seconds']} s")
-            if only & {"P4", "P6"}:
+            if "P4" in only:
+                with gunicorn_servers(dbase, pages.P4_SERVERS["servers"], pages.P4_SERVERS["threads"]) as bases:
+                    log(f"[{kind}] P4 pages under load")
+                    out["P4"] = _safe(pages.p4, dbase, bases, data, size["p4_s"], warm=size["warm_s"])
+            if "P6" in only:
                 with gunicorn(dbase, pages.SERVER["workers"], pages.SERVER["threads"]) as base:
-                    if "P4" in only:
-                        log(f"[{kind}] P4 pages under load")
-                        out["P4"] = _safe(pages.p4, dbase, base, data, size["p4_s"], warm=size["warm_s"])
-                    if "P6" in only:
-                        log(f"[{kind}] P6 progress polling")
-                        out["P6"] = _safe(pages.p6, base, db, data, size["p6_s"])
+                    log(f"[{kind}] P6 progress polling")
+                    out["P6"] = _safe(pages.p6, base, db, data, size["p6_s"])
             if "P1" in only:
                 log(f"[{kind}] P1 push overhead ({size['p1']} customers)")
                 out["P1"] = _safe(push.p1, dbase, db, size["p1"])

@@ -1,6 +1,8 @@
 """What pages do to stay fast at a large account's size, checked for what they show: the long
-tables' rows rendered in Python (webapp/table_rows.py: links, labels, escaping, the retry form only
-where a retry is possible) and the dashboard's cached 30-day counts (fresh when a run ends)."""
+tables' rows and a run's progress block rendered in Python (webapp/table_rows.py,
+webapp/run_progress.py: links, labels, escaping, the retry form and the polling only where they
+apply), the logged-in user read with one plain query on every request (never kept between
+requests), and the cached figures (fresh when a run ends, still shown when Redis is down)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -80,3 +82,79 @@ def test_dashboard_chart_counts_a_run_as_soon_as_it_ends(world, web, db_session)
     runs.finish(run)
     db_session.commit()
     assert sum(d["created"] for d in daily_counts(a.id)) == 1
+
+
+def test_progress_block_polls_while_the_run_is_active_and_links_to_it_once_finished(world, web, db_session):
+    a = world["clinic_a"]
+    now = datetime.utcnow()
+    run = _run(db_session, a, status="running", started_at=now - timedelta(seconds=10), total=2000, done=1500,
+               created=1400, failed=3, error="ERP said <b>slow down</b>")
+    db_session.commit()
+    owner = web("owner-a@test")
+    owner.get(f"/c/{a.id}/?lang=en")
+    polled = owner.get(f"/c/{a.id}/runs/{run.id}/progress", headers={"HX-Request": "true"})
+    block = polled.get_data(as_text=True)
+    assert polled.headers["Content-Type"].startswith("text/html")
+    assert f'hx-get="/c/{a.id}/runs/{run.id}/progress" hx-trigger="every 1s" hx-swap="outerHTML"' in block
+    assert 'data-done="1500" data-total="2000"' in block and "1,500/2,000" in block and "(75%)" in block
+    assert "records/s · about" in block and '<span class="fail">failed 3</span>' in block
+    assert "ERP said &lt;b&gt;slow down&lt;/b&gt;" in block and "<b>" not in block
+    assert "done-note" not in block
+    dashboard = owner.get(f"/c/{a.id}/").get_data(as_text=True)
+    assert f'id="run-{run.id}-progress"' in dashboard and 'hx-trigger="every 1s"' in dashboard
+
+    run.status, run.finished_at, run.done, run.error = "succeeded", now, 2000, ""
+    db_session.commit()
+    done = owner.get(f"/c/{a.id}/runs/{run.id}/progress", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "hx-get" not in done and "(100%)" in done and "took 10\u00a0s" in done
+    assert f'<p class="done-note"><a href="/c/{a.id}/runs/{run.id}">' in done
+    page = owner.get(f"/c/{a.id}/runs/{run.id}").get_data(as_text=True)
+    assert f'id="run-{run.id}-progress"' in page and "done-note" not in page  # the run's own page needs no link
+
+
+def test_the_logged_in_user_is_read_again_on_every_request(world, web, db_session):
+    """Nothing about the user is kept between requests: a renamed clinic shows at once, a removed
+    user is logged out on their next request, an owner still reaches only their own clinic."""
+    from webapp.models import User
+    a, b = world["clinic_a"], world["clinic_b"]
+    owner = web("owner-a@test")
+    assert "Clínica A" in owner.get(f"/c/{a.id}/").get_data(as_text=True)
+    assert owner.get(f"/c/{b.id}/").status_code == 403
+    a.name = "Clínica A & Filhos"
+    db_session.commit()
+    assert "Clínica A &amp; Filhos" in owner.get(f"/c/{a.id}/runs").get_data(as_text=True)
+    support = web("support@test")
+    assert "Clínica B" in support.get(f"/c/{b.id}/runs").get_data(as_text=True)
+    assert support.get(f"/c/{b.id + 1000}/runs").status_code == 404
+    db_session.delete(db_session.get(User, world["owner_a"].id))
+    db_session.commit()
+    gone = owner.get(f"/c/{a.id}/")
+    assert gone.status_code == 302 and "/login" in gone.headers["Location"]
+
+
+def test_cached_figures_come_in_one_round_trip_and_pages_still_answer_without_redis(world, web, db_session,
+                                                                                    monkeypatch):
+    from redis.exceptions import ConnectionError as RedisDown
+    from webapp import page_cache
+    a = world["clinic_a"]
+    db_session.add_all([Customer(clinic_id=a.id, external_id=f"c{i}", name=f"C{i}", person_type="PF",
+                                 health_errors=int(i == 0)) for i in range(3)])
+    db_session.commit()
+    calls = []
+    got = page_cache.cached_many(a.id, {"one": lambda: calls.append(1) or {"n": 1}, "two": lambda: [1, 2]})
+    assert got == {"one": {"n": 1}, "two": [1, 2]} and calls == [1]
+    again = page_cache.cached_many(a.id, {"one": lambda: calls.append(1) or {"n": 9}, "two": lambda: []})
+    assert again == got and calls == [1]  # both read back from Redis, nothing recomputed
+    owner = web("owner-a@test")
+    owner.get(f"/c/{a.id}/?lang=en")
+
+    class Down:
+        def __getattr__(self, name):
+            def fail(*args, **kwargs):
+                raise RedisDown("redis is down")
+            return fail
+    monkeypatch.setattr(page_cache, "redis_connection", lambda: Down())
+    page_cache.forget(a.id, "health")  # no error either
+    warnings = owner.get(f"/c/{a.id}/customers/warnings?severity=all")
+    assert warnings.status_code == 200 and "2 of 3 customers are ready to invoice." in warnings.get_data(as_text=True)
+    assert owner.get(f"/c/{a.id}/").status_code == 200

@@ -46,8 +46,11 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
     register_filters(app)
     from .i18n import init_i18n
     init_i18n(app)
-    from . import table_rows
+    from . import run_progress, table_rows
     table_rows.install(app)
+    run_progress.install(app)
+    from .views import capability_panel_html
+    app.jinja_env.globals["capability_panel_html"] = capability_panel_html
 
     @app.route("/")
     def index():

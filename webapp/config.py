@@ -28,7 +28,7 @@ class Config:
         env = os.environ
         self.SECRET_KEY = env.get("SECRET_KEY") or "dev-only-secret-change-me"
         self.SQLALCHEMY_DATABASE_URI = normalize_database_url(env.get("DATABASE_URL") or _default_database_url())
-        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        self.SQLALCHEMY_ENGINE_OPTIONS: dict = {}
         # PostgreSQL: psycopg prepares a statement once it has run this many times, and the server
         # then keeps one generic plan for it until the table's statistics change. Pages gain from
         # it. The worker turns it off (None): a plan made while a new integration's bindings fitted
@@ -57,5 +57,8 @@ class Config:
         self.PUBLIC_URL = env.get("TECPET_PUBLIC_URL", "http://127.0.0.1:5000")
         for k, v in overrides.items():
             setattr(self, k, v)
+        # a server connection can drop between requests (a restart, an idle timeout): test it when
+        # taken from the pool. A SQLite file has no connection to lose: no test, one query fewer a request.
+        self.SQLALCHEMY_ENGINE_OPTIONS.setdefault("pool_pre_ping", not self.SQLALCHEMY_DATABASE_URI.startswith("sqlite"))
         if self.SQLALCHEMY_DATABASE_URI.startswith("postgresql"):
             self.SQLALCHEMY_ENGINE_OPTIONS["connect_args"] = {"prepare_threshold": self.PG_PREPARE_THRESHOLD}

@@ -51,7 +51,8 @@ def br_date(value, utc: bool = True) -> str:
     if not value:
         return ""
     if isinstance(value, datetime):
-        return to_brazil(value, utc).strftime("%d/%m/%Y %H:%M")
+        d = to_brazil(value, utc)  # fields, not strftime: a table of runs shows 50 of them
+        return f"{d.day:02d}/{d.month:02d}/{d.year:04d} {d.hour:02d}:{d.minute:02d}"
     if isinstance(value, date):
         return value.strftime("%d/%m/%Y")
     if isinstance(value, str):

@@ -344,8 +344,19 @@ FIELD_LABELS = {
 
 
 def field_label(name: str) -> str:
-    text = FIELD_LABELS.get(name)
-    return str(text) if text is not None else name.replace("_", " ")
+    """A customer field's name in the page's language (cached per language: the warnings page
+    names one or more per row)."""
+    key = (current_lang(), name)
+    shown = _FIELD_CACHE.get(key)
+    if shown is None:
+        text = FIELD_LABELS.get(name)
+        shown = str(text) if text is not None else name.replace("_", " ")
+        if text is not None:
+            _FIELD_CACHE[key] = shown
+    return shown
+
+
+_FIELD_CACHE: dict[tuple[str, str], str] = {}
 
 
 # --------------------------------------------------------------------------- record problems
@@ -366,7 +377,22 @@ _AT_MOST = re.compile(r"at most (\d+) characters")
 
 
 def problem_title(code: str) -> str:
-    """A short name for a kind of problem (the filters on the warnings page)."""
+    """A short name for a kind of problem (the filters on the warnings page); it depends on the
+    code and the language only, so it is kept per language (for the codes webapp.health and the
+    connectors' rules use: a bounded set)."""
+    key = (current_lang(), code)
+    shown = _TITLE_CACHE.get(key)
+    if shown is None:
+        shown = _problem_title(code)
+        if len(_TITLE_CACHE) < 4096:
+            _TITLE_CACHE[key] = shown
+    return shown
+
+
+_TITLE_CACHE: dict[tuple[str, str], str] = {}
+
+
+def _problem_title(code: str) -> str:
     head, _, kind = (code or "").partition(".")
     from integrations.registry import CONNECTORS
     if head in CONNECTORS:

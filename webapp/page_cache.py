@@ -26,12 +26,29 @@ def cached(name: str, clinic_id: int, compute: Callable[[], Any]) -> Any:
             return json.loads(raw)
     except RedisError:
         return compute()  # Redis down: the page is slower, not wrong
+    return _compute_and_keep(name, clinic_id, compute)
+
+
+def _compute_and_keep(name: str, clinic_id: int, compute: Callable[[], Any]) -> Any:
     value = compute()
     try:
         redis_connection().set(_key(name, clinic_id), json.dumps(value), ex=TTL_SECONDS)
     except RedisError:
         log.debug("cache write skipped")
     return value
+
+
+def cached_many(clinic_id: int, computes: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+    """cached() for several figures of one page in one Redis round trip."""
+    names = list(computes)
+    try:
+        raws = redis_connection().mget([_key(name, clinic_id) for name in names])
+    except RedisError:
+        return {name: compute() for name, compute in computes.items()}
+    out = {}
+    for name, raw in zip(names, raws):
+        out[name] = json.loads(raw) if raw is not None else _compute_and_keep(name, clinic_id, computes[name])
+    return out
 
 
 def forget_health(clinic_id: int) -> None:

@@ -13,7 +13,7 @@ from integrations.registry import connector_class
 from .extensions import db
 from .health import check_customer, check_many
 from .models import Binding, Customer, CustomerProblem, Integration
-from .page_cache import cached, forget_health
+from .page_cache import forget_health
 from .sync.records import customer_record
 
 
@@ -67,11 +67,8 @@ def recheck_clinic(clinic_id: int, integration: Integration | None, batch: int =
 
 
 def problem_counts(clinic_id: int) -> list[tuple[str, str, int]]:
-    """(code, severity, customers) for the clinic, errors first, most frequent first."""
-    return [tuple(r) for r in cached("problems", clinic_id, lambda: _problem_counts(clinic_id))]
-
-
-def _problem_counts(clinic_id: int) -> list[tuple[str, str, int]]:
+    """(code, severity, customers) for the clinic, errors first, most frequent first (computed:
+    pages read it through views.health_and_problems, cached)."""
     rows = db.session.execute(select(CustomerProblem.code, CustomerProblem.severity, func.count())
                               .where(CustomerProblem.clinic_id == clinic_id)
                               .group_by(CustomerProblem.code, CustomerProblem.severity)).all()

@@ -12,13 +12,15 @@ from markupsafe import Markup, escape
 
 from .formatting import br_date, duration, number, row_urls, tax_id
 from .i18n import badge, gettext, label, problem_text
+from .models import utcnow
 
 DASH = "—"
 
 
 def run_rows(runs, clinic_id: int) -> Markup:
-    """<tr> per run for partials/runs_table.html."""
+    """<tr> per run for partials/runs_table.html (runs as ORM objects or plain rows)."""
     run_url = row_urls("history.run", "run_id", clinic_id=clinic_id)
+    now = utcnow()
     out = []
     for r in runs:
         started = r.started_at is not None
@@ -28,7 +30,7 @@ def run_rows(runs, clinic_id: int) -> Markup:
             f'<span class="muted">{escape(label("entity", r.entity))}</span></td>'
             f'<td>{escape(label("trigger", r.trigger))}</td><td>{escape((r.erp or "").upper())}</td>\n'
             f'  <td class="nowrap">{escape(br_date(r.started_at)) if started else DASH}</td>'
-            f'<td>{escape(duration(r.duration_seconds)) if started else DASH}</td>\n'
+            f'<td>{escape(duration(((r.finished_at or now) - r.started_at).total_seconds())) if started else DASH}</td>\n'
             f'  <td>{badge("run", r.status)}</td>\n'
             f'  <td class="num">{number(r.created)}</td><td class="num">{number(r.updated)}</td>'
             f'<td class="num">{number(r.skipped)}</td>'

@@ -13,8 +13,8 @@ from .. import divergence_actions
 from ..access import clinic_scope
 from ..extensions import db
 from ..models import Binding, Customer, CustomerProblem
-from ..record_health import divergence, problem_counts
-from ..views import active_integration, health_summary, keyset
+from ..record_health import divergence
+from ..views import active_integration, health_and_problems, keyset
 from ..params import row_id
 
 bp = Blueprint("customers", __name__)
@@ -46,9 +46,8 @@ def warnings(clinic_id: int):
     clinic = clinic_scope(clinic_id)
     q, severity, search = _filtered(clinic.id)
     code = request.args.get("code", "")
-    rows, next_after = keyset(q, Customer.id, request.args.get("after", type=row_id), PER_PAGE)
-    summary = health_summary(clinic.id)
-    counts = problem_counts(clinic.id)
+    rows, next_after = keyset(q, Customer.id, request.args.get("after", type=row_id), PER_PAGE, plain=True)
+    summary, counts = health_and_problems(clinic.id)
     return render_template("customers/warnings.html", clinic=clinic, customers=rows, next_after=next_after,
                            severity=severity, search=search, code=code, summary=summary, counts=counts)
 

@@ -39,7 +39,7 @@ def runs(clinic_id: int):
         q = q.where(SyncRun.queued_at >= utcnow() - PERIODS[period])
     if erp in CONNECTORS:
         q = q.where(SyncRun.erp == erp)
-    rows, next_after = keyset(q, SyncRun.id, request.args.get("after", type=row_id), PER_PAGE)
+    rows, next_after = keyset(q, SyncRun.id, request.args.get("after", type=row_id), PER_PAGE, plain=True)
     return render_template("history/runs.html", clinic=clinic, runs=rows, next_after=next_after,
                            direction=direction, status=status, period=period if period in PERIODS else "",
                            erp=erp if erp in CONNECTORS else "", erps=[connector_class(n) for n in CONNECTORS])
@@ -56,7 +56,8 @@ def run(clinic_id: int, run_id: int):
     outcome = request.args.get("outcome", "")
     if outcome:
         q = q.where(SyncRecord.outcome == outcome)
-    rows, next_after = keyset(q, SyncRecord.id, request.args.get("after", type=row_id), PER_PAGE, descending=False)
+    rows, next_after = keyset(q, SyncRecord.id, request.args.get("after", type=row_id), PER_PAGE, descending=False,
+                              plain=True)
     return render_template("history/run.html", clinic=clinic, run=run, records=rows, next_after=next_after,
                            outcome=outcome)
 

@@ -1,14 +1,13 @@
 """HTMX partials polled while a run is in progress; polling stops when the run ends."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
-from flask import Blueprint, abort, make_response, render_template, request
+from flask import Blueprint, abort, make_response, request
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from ..extensions import db
 from ..models import SyncRun
+from ..run_progress import run_progress
 
 bp = Blueprint("jobs", __name__)
 
@@ -26,8 +25,7 @@ def progress(clinic_id: int, run_id: int):
     if request.if_none_match.contains(etag) and not run.finished:
         resp = make_response("", 304)
     else:
-        resp = make_response(render_template("partials/run_progress.html", clinic=SimpleNamespace(id=clinic_id),
-                                             run=run))
+        resp = make_response(str(run_progress(run, clinic_id)))
     resp.set_etag(etag)
     resp.headers["Cache-Control"] = "no-cache"
     return resp
