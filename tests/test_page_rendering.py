@@ -158,3 +158,20 @@ def test_cached_figures_come_in_one_round_trip_and_pages_still_answer_without_re
     warnings = owner.get(f"/c/{a.id}/customers/warnings?severity=all")
     assert warnings.status_code == 200 and "2 of 3 customers are ready to invoice." in warnings.get_data(as_text=True)
     assert owner.get(f"/c/{a.id}/").status_code == 200
+
+
+def test_clinic_scope_also_takes_the_orm_user_login_user_leaves_in_its_request(app, world):
+    """login_user() puts the `User` row itself in the request (and in an app context a caller keeps
+    open across requests): it has no clinic name, so the clinic is read."""
+    from flask_login import login_user
+    from werkzeug.exceptions import Forbidden
+    from webapp.access import ClinicRef, clinic_scope
+    a, b = world["clinic_a"], world["clinic_b"]
+    with app.test_request_context():
+        login_user(world["owner_a"])
+        assert clinic_scope(a.id) == ClinicRef(a.id, "Clínica A")
+        try:
+            clinic_scope(b.id)
+            raise AssertionError("an owner reached another clinic")
+        except Forbidden:
+            pass

@@ -68,9 +68,13 @@ def clinic_scope(clinic_id: int) -> ClinicRef:
     if not current_user.is_authenticated:
         abort(401)
     if not current_user.is_support:
-        if current_user.clinic_id != clinic_id or current_user.clinic_name is None:
+        if current_user.clinic_id != clinic_id:
             abort(403)
-        return ClinicRef(clinic_id, current_user.clinic_name)
+        # a SessionUser carries the name; the `User` that login_user() set for the rest of its own
+        # request (or of an app context a caller keeps open) does not
+        name = getattr(current_user, "clinic_name", None)
+        if name is not None:
+            return ClinicRef(clinic_id, name)
     row = db.session.execute(select(_CLINICS.id, _CLINICS.name).where(_CLINICS.id == clinic_id)).first()
     if row is None:
         abort(404)
