@@ -54,10 +54,6 @@ def integration_status(integration) -> tuple[str, str]:
     return "healthy", gettext("All recent syncs succeeded.")
 
 
-def health_summary(clinic_id: int) -> dict:
-    return cached("health", clinic_id, lambda: _health_summary(clinic_id))
-
-
 def _health_summary(clinic_id: int) -> dict:
     total, with_errors, with_warnings = db.session.execute(
         select(func.count(), func.coalesce(func.sum(case((Customer.health_errors > 0, 1), else_=0)), 0),
@@ -69,8 +65,8 @@ def _health_summary(clinic_id: int) -> dict:
 
 
 def health_and_problems(clinic_id: int) -> tuple[dict, list[tuple[str, str, int]]]:
-    """The warnings page's figures, health_summary() and record_health.problem_counts(), in one
-    cache round trip."""
+    """The warnings page's figures, the clinic's record health and record_health.problem_counts(),
+    cached, in one Redis round trip."""
     from .record_health import problem_counts
     got = cached_many(clinic_id, {"health": lambda: _health_summary(clinic_id),
                                   "problems": lambda: problem_counts(clinic_id)})
