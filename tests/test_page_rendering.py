@@ -5,6 +5,7 @@ apply), the logged-in user read with one plain query on every request (never kep
 requests), and the cached figures (fresh when a run ends, still shown when Redis is down)."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 import pytest
@@ -174,3 +175,79 @@ def test_clinic_scope_also_takes_the_orm_user_login_user_leaves_in_its_request(a
         assert clinic_scope(a.id) == ClinicRef(a.id, "Clínica A")
         with pytest.raises(Forbidden):
             clinic_scope(b.id)
+
+
+def test_the_kept_page_header_follows_the_user_the_clinic_the_page_and_the_language(world, web, db_session):
+    """The header is rendered once per language, address, user and clinic (webapp/layout.py): each
+    of those changes what it shows at once, and its logout form carries this session's token."""
+    from webapp.models import User
+    a, b = world["clinic_a"], world["clinic_b"]
+    owner = web("owner-a@test")
+    owner.get(f"/c/{a.id}/?lang=en")
+    header = owner.get(f"/c/{a.id}/").get_data(as_text=True).split("</header>")[0]
+    assert '<span class="who" title="owner-a@test">owner-a@test · owner</span>' in header
+    assert f'<a href="/c/{a.id}/" aria-current="page">Dashboard</a>' in header
+    assert "Audit log" not in header and "nav-clinic" not in header
+    runs = owner.get(f"/c/{a.id}/runs").get_data(as_text=True).split("</header>")[0]
+    assert f'<a href="/c/{a.id}/runs" aria-current="page">Sync history</a>' in runs
+    assert f'<a href="/c/{a.id}/" >Dashboard</a>' in runs  # not the current page here
+    assert f'href="/c/{a.id}/runs?lang=pt_BR"' in runs
+
+    user = db_session.get(User, world["owner_a"].id)
+    user.email = "renamed-a@test"
+    a.name = "Clínica Renomeada"
+    db_session.commit()
+    page = owner.get(f"/c/{a.id}/runs").get_data(as_text=True)
+    assert "renamed-a@test" in page.split("</header>")[0] and "owner-a@test" not in page
+    assert "Clínica Renomeada" in page
+
+    owner.get(f"/c/{a.id}/runs?lang=pt_BR")
+    pt = owner.get(f"/c/{a.id}/runs").get_data(as_text=True).split("</header>")[0]
+    assert ">Painel</a>" in pt and ">Sair</button>" in pt
+
+    support = web("support@test")
+    nav = support.get(f"/c/{b.id}/runs").get_data(as_text=True).split("</header>")[0]
+    assert '<span class="nav-clinic" title="Clínica B">Clínica B</span>' in nav and "/support/audit" in nav
+
+    token = re.search(r'action="/logout"><input type="hidden" name="csrf_token" value="([^"]+)"', header).group(1)
+    assert owner.post("/logout", {"csrf_token": token}, csrf=False).status_code == 302
+    assert owner.get(f"/c/{a.id}/").status_code == 302  # logged out: the kept header's token was this session's
+
+
+def test_kept_fragments_are_keyed_by_their_values_and_the_store_stays_bounded(world, web, monkeypatch):
+    from webapp import fragments
+    a = world["clinic_a"]
+    owner = web("owner-a@test")
+    owner.get(f"/c/{a.id}/runs?lang=en")
+    page = owner.get(f"/c/{a.id}/runs?period=7d&status=failed").get_data(as_text=True)
+    assert '<option value="7d" selected>Last 7 days</option>' in page
+    assert '<option value="failed" selected>' in page and f'<a href="/c/{a.id}/runs">Clear filters</a>' in page
+    plain = owner.get(f"/c/{a.id}/runs").get_data(as_text=True)
+    assert "selected>" not in plain.split('id="period"')[1].split("</select>")[0].replace('value="" selected>', "")
+    assert "Clear filters" not in plain
+    owner.get(f"/c/{a.id}/runs?lang=pt_BR")
+    pt = owner.get(f"/c/{a.id}/runs?period=7d&status=failed").get_data(as_text=True)
+    assert '<option value="7d" selected>Últimos 7 dias</option>' in pt and "Last 7 days" not in pt
+
+    monkeypatch.setattr(fragments, "MAX_KEPT", 5)
+    fragments._KEPT.clear()
+    for n in range(12):
+        assert owner.get(f"/c/{a.id}/runs?status=s{n}").status_code == 200
+        assert len(fragments._KEPT) <= 5
+
+
+def test_template_translations_keep_jinja_newstyle_rules(app):
+    """`_()` in templates is kept per language and string (i18n.template_gettext) and answers as
+    Jinja's newstyle gettext does: always formatted, variables escaped, the text itself markup."""
+    from flask import render_template_string
+    with app.test_request_context("/"):
+        from flask import g
+        g._tecpet_lang = "en"
+        assert render_template_string('{{ _("100%% sure") }}') == "100% sure"
+        assert render_template_string('{{ _("Hi %(who)s", who="<b>Bia</b>") }}') == "Hi &lt;b&gt;Bia&lt;/b&gt;"
+        assert render_template_string('{{ _("Dashboard") }}') == "Dashboard"
+    with app.test_request_context("/"):
+        from flask import g
+        g._tecpet_lang = "pt_BR"
+        assert render_template_string('{{ _("Dashboard") }}') == "Painel"
+        assert render_template_string('{{ _("Dashboard") }}') == "Painel"  # the kept answer

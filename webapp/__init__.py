@@ -46,7 +46,9 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
     register_filters(app)
     from .i18n import init_i18n
     init_i18n(app)
-    from . import run_progress, table_rows
+    from . import fragments, layout, run_progress, table_rows
+    fragments.install(app)
+    layout.install(app)
     table_rows.install(app)
     run_progress.install(app)
     from .views import capability_panel_html

@@ -24,6 +24,7 @@ import flask_babel
 from flask.globals import _cv_app  # the app context itself: `g` without the proxy, for hot paths
 from flask import current_app, g, has_request_context, redirect, render_template, request, session
 from flask_babel import Babel, get_locale, lazy_gettext as _l, lazy_pgettext
+from jinja2 import pass_context
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
@@ -55,6 +56,7 @@ def init_i18n(app) -> None:
         pgettext=lambda c, s: translations().upgettext(c, s),
         npgettext=lambda c, s, p, n: translations().unpgettext(c, s, p, n),
         newstyle=True)
+    app.jinja_env.globals["_"] = app.jinja_env.globals["gettext"] = template_gettext
     app.before_request(_switch_language)
     app.after_request(_remember_language)
     app.jinja_env.globals.update(LANGUAGES=LANGUAGES, lang_url=lang_url, current_lang=current_lang,
@@ -141,6 +143,28 @@ def translations():
 def gettext(string: str, **variables) -> str:
     text = translations().ugettext(string)
     return text % variables if variables else text
+
+
+@pass_context
+def template_gettext(__context, __string: str, **variables):
+    """`_()` in templates, as Jinja's newstyle gettext answers it (the translation is markup, the
+    variables are escaped, and it is always formatted, so "%%" shows "%"). A page calls it a few
+    dozen times with fixed text: that answer is kept per language and string."""
+    autoescape = __context.eval_ctx.autoescape
+    if variables:
+        text = translations().ugettext(__string)
+        return (Markup(text) if autoescape else text) % variables
+    key = (current_lang(), autoescape, __string)
+    shown = _TEMPLATE_TEXT.get(key)
+    if shown is None:
+        if len(_TEMPLATE_TEXT) >= 4096:  # templates hold a few hundred strings; never grow without end
+            _TEMPLATE_TEXT.clear()
+        text = translations().ugettext(__string)
+        shown = _TEMPLATE_TEXT[key] = (Markup(text) if autoescape else text) % {}
+    return shown
+
+
+_TEMPLATE_TEXT: dict[tuple[str, bool, str], str] = {}
 
 
 def pgettext(context: str, string: str, **variables) -> str:

@@ -9,32 +9,60 @@ from __future__ import annotations
 from flask import url_for
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
+from sqlalchemy import DateTime
 
 from .formatting import br_date, duration, number, row_urls, tax_id
 from .i18n import badge, gettext, label, problem_text
-from .models import utcnow
+from .models import Customer, SyncRecord, SyncRun, utcnow
 
 DASH = "—"
 
+# what each function reads of a row, and all views.keyset(columns=...) fetches for it
+RUN_COLUMNS = tuple(getattr(SyncRun, name) for name in (
+    "id", "direction", "entity", "trigger", "erp", "status", "started_at", "finished_at", "created", "updated",
+    "skipped", "failed"))
+RECORD_COLUMNS = tuple(getattr(SyncRecord, name) for name in (
+    "id", "entity", "local_id", "label", "outcome", "remote_id", "message"))
+# a problem's sentence quotes the field it is about (problem_text): every field but the timestamps
+WARNING_COLUMNS = tuple(c for c in Customer.__table__.columns if not isinstance(c.type, DateTime))
+
+
+def _per_table(render):
+    """render() kept for the length of one table: a column holds a handful of distinct values
+    (a direction, a status), each looked up and escaped once instead of once per row."""
+    seen = {}
+
+    def shown(*key):
+        text = seen.get(key)
+        if text is None:
+            text = seen[key] = render(*key)
+        return text
+    return shown
+
 
 def run_rows(runs, clinic_id: int) -> Markup:
-    """<tr> per run for partials/runs_table.html (runs as ORM objects or plain rows)."""
+    """<tr> per run for partials/runs_table.html; runs are rows of RUN_COLUMNS, in that order."""
     run_url = row_urls("history.run", "run_id", clinic_id=clinic_id)
+    word = _per_table(lambda kind, value: escape(label(kind, value)))
+    status_badge = _per_table(lambda value: badge("run", value))
     now = utcnow()
     out = []
-    for r in runs:
-        started = r.started_at is not None
+    for rid, direction, entity, trigger, erp, status, started_at, finished_at, created, updated, skipped, failed in runs:
+        if started_at is not None:
+            started = escape(br_date(started_at))
+            took = escape(duration(((finished_at or now) - started_at).total_seconds()))
+        else:
+            started = took = DASH
         out.append(
-            f'<tr>\n  <td><a href="{run_url(r.id)}">#{r.id}</a></td>\n'
-            f'  <td><span class="what">{escape(label("direction", r.direction))}</span> '
-            f'<span class="muted">{escape(label("entity", r.entity))}</span></td>'
-            f'<td>{escape(label("trigger", r.trigger))}</td><td>{escape((r.erp or "").upper())}</td>\n'
-            f'  <td class="nowrap">{escape(br_date(r.started_at)) if started else DASH}</td>'
-            f'<td>{escape(duration(((r.finished_at or now) - r.started_at).total_seconds())) if started else DASH}</td>\n'
-            f'  <td>{badge("run", r.status)}</td>\n'
-            f'  <td class="num">{number(r.created)}</td><td class="num">{number(r.updated)}</td>'
-            f'<td class="num">{number(r.skipped)}</td>'
-            f'<td class="num{" fail" if r.failed else ""}">{number(r.failed)}</td>\n</tr>\n')
+            f'<tr>\n  <td><a href="{run_url(rid)}">#{rid}</a></td>\n'
+            f'  <td><span class="what">{word("direction", direction)}</span> '
+            f'<span class="muted">{word("entity", entity)}</span></td>'
+            f'<td>{word("trigger", trigger)}</td><td>{escape((erp or "").upper())}</td>\n'
+            f'  <td class="nowrap">{started}</td><td>{took}</td>\n'
+            f'  <td>{status_badge(status)}</td>\n'
+            f'  <td class="num">{number(created)}</td><td class="num">{number(updated)}</td>'
+            f'<td class="num">{number(skipped)}</td>'
+            f'<td class="num{" fail" if failed else ""}">{number(failed)}</td>\n</tr>\n')
     return Markup("".join(out))
 
 

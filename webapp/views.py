@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Callable, Hashable
 
 from flask import render_template
 from flask_babel import gettext
@@ -12,6 +13,7 @@ from integrations.base import capability_panel
 from integrations.registry import connector_class
 
 from .extensions import db
+from .fragments import kept
 from .i18n import current_lang
 from .page_cache import cached, cached_many
 from .models import Customer, Integration, SyncRun, utcnow
@@ -64,13 +66,13 @@ def _health_summary(clinic_id: int) -> dict:
             "score": round(100.0 * ready / total, 1) if total else 100.0}
 
 
-def health_and_problems(clinic_id: int) -> tuple[dict, list[tuple[str, str, int]]]:
+def health_and_problems(clinic_id: int) -> tuple[dict, tuple[tuple[str, str, int], ...]]:
     """The warnings page's figures, the clinic's record health and record_health.problem_counts(),
     cached, in one Redis round trip."""
     from .record_health import problem_counts
     got = cached_many(clinic_id, {"health": lambda: _health_summary(clinic_id),
                                   "problems": lambda: problem_counts(clinic_id)})
-    return got["health"], [tuple(r) for r in got["problems"]]
+    return got["health"], tuple(tuple(r) for r in got["problems"])
 
 
 CHART_DAYS = 30
@@ -105,31 +107,54 @@ def dashboard_context(clinic) -> dict:
 def capability_panel_html(erp: str) -> Markup:
     """partials/panel.html for an ERP (what the integration does and does not do, its notes): it
     depends on the ERP and the language only, so it is rendered once per pair and kept."""
-    key = (current_lang(), erp)
-    html = _PANEL_HTML.get(key)
-    if html is None:
+    def render():
         connector = connector_class(erp)
-        html = _PANEL_HTML[key] = Markup(render_template("partials/panel.html", panel=capability_panel(connector),
-                                                         notes=connector.notes))
-    return html
+        return render_template("partials/panel.html", panel=capability_panel(connector), notes=connector.notes)
+    return kept(("panel", current_lang(), erp), render)
 
 
-_PANEL_HTML: dict[tuple[str, str], Markup] = {}
+_PREPARED: dict[Hashable, object] = {}
 
 
-def keyset(query, column, after: int | None, per_page: int, descending: bool = True, plain: bool = False):
+def prepared(shape: Hashable, build: Callable[[], object]):
+    """The statement `build()` makes, built once per shape: a page's filters name the shape (which
+    ones are on) and their values go in as bindparams when it runs. Building a select and walking it
+    for SQLAlchemy's cache key cost a list page more than its query (0.26 ms against 0.10)."""
+    stmt = _PREPARED.get(shape)
+    if stmt is None:
+        stmt = _PREPARED[shape] = build()
+    return stmt
+
+
+def keyset(query, column, after: int | None, per_page: int, descending: bool = True, columns=None,
+           params: dict | None = None, shape: Hashable | None = None):
     """Keyset pagination on an integer id column: stays fast on page 1,000 as on page 1.
 
-    `plain=True` returns the table's rows as read-only tuples with named columns instead of ORM
-    objects (no properties, no relationships), read on the session's connection without the ORM's
-    result handling: 50 customers in 0.9 ms instead of 2 ms."""
+    Given `columns` (those a table_rows function reads), it returns read-only rows of them, with
+    named columns, instead of ORM objects (no properties, no relationships), read on the session's
+    connection without the ORM's result handling: 50 customers in 0.9 ms instead of 2 ms, and less
+    where the page leaves out the timestamps it does not show.
+
+    Given a `shape` (a prepared() query's, with its bindparams in `params`), the paging statement
+    is built once for it too."""
+    params = dict(params or {})
     if after:
-        query = query.where(column < after if descending else column > after)
-    query = query.order_by(column.desc() if descending else column).limit(per_page + 1)
-    if plain:
-        rows = list(db.session.connection().execute(query.with_only_columns(*column.table.columns)))
+        params["after"] = after
+    key = (shape, bool(after), per_page, descending, None if columns is None else tuple(c.key for c in columns))
+    stmt = _PREPARED.get(key) if shape is not None else None
+    if stmt is None:
+        stmt = query
+        if after:
+            stmt = stmt.where(column < bindparam("after") if descending else column > bindparam("after"))
+        stmt = stmt.order_by(column.desc() if descending else column).limit(per_page + 1)
+        if columns is not None:
+            stmt = stmt.with_only_columns(*columns)
+        if shape is not None:
+            _PREPARED[key] = stmt
+    if columns is not None:
+        rows = list(db.session.connection().execute(stmt, params))
     else:
-        rows = list(db.session.scalars(query))
+        rows = list(db.session.scalars(stmt, params))
     more = len(rows) > per_page
     rows = rows[:per_page]
     next_after = getattr(rows[-1], column.key) if (more and rows) else None

@@ -4,49 +4,65 @@ from __future__ import annotations
 import csv
 import io
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
 from flask_login import login_required
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from .. import divergence_actions
 from ..access import clinic_scope
 from ..extensions import db
 from ..models import Binding, Customer, CustomerProblem
 from ..record_health import divergence
-from ..views import active_integration, health_and_problems, keyset
+from ..table_rows import WARNING_COLUMNS
+from ..views import active_integration, health_and_problems, keyset, prepared
 from ..params import row_id
 
 bp = Blueprint("customers", __name__)
 PER_PAGE = 50
 
 
+_SEVERITY = {"errors": Customer.health_errors > 0,
+             "warnings": (Customer.health_errors == 0) & (Customer.health_warnings > 0),
+             "problems": (Customer.health_errors > 0) | (Customer.health_warnings > 0)}
+_WITH_CODE = Customer.id.in_(select(CustomerProblem.customer_id).where(
+    CustomerProblem.clinic_id == bindparam("clinic_id"), CustomerProblem.code == bindparam("code")))
+_SEARCH = Customer.name.ilike(bindparam("pattern")) | (Customer.tax_id == bindparam("tax_id"))
+
+
 def _filtered(clinic_id: int):
-    q = select(Customer).where(Customer.clinic_id == clinic_id)
+    """The customers the page's filters select, as (query, its bindparams, its shape, severity,
+    search): the query is prepared once per shape (views.prepared)."""
     severity = request.args.get("severity", "problems")
-    if severity == "errors":
-        q = q.where(Customer.health_errors > 0)
-    elif severity == "warnings":
-        q = q.where(Customer.health_errors == 0, Customer.health_warnings > 0)
-    elif severity == "problems":
-        q = q.where((Customer.health_errors > 0) | (Customer.health_warnings > 0))
     code = request.args.get("code", "")
-    if code:
-        q = q.where(Customer.id.in_(select(CustomerProblem.customer_id).where(
-            CustomerProblem.clinic_id == clinic_id, CustomerProblem.code == code)))
     search = (request.args.get("q") or "").strip()
+    params = {"clinic_id": clinic_id}
+    if code:
+        params["code"] = code
     if search:
-        q = q.where(Customer.name.ilike(f"%{search}%") | (Customer.tax_id == search.replace(".", "").replace("-", "").replace("/", "").upper()))
-    return q, severity, search
+        params.update(pattern=f"%{search}%", tax_id=search.replace(".", "").replace("-", "").replace("/", "").upper())
+    shape = ("warnings", severity if severity in _SEVERITY else "", bool(code), bool(search))
+
+    def build():
+        q = select(Customer).where(Customer.clinic_id == bindparam("clinic_id"))
+        if severity in _SEVERITY:
+            q = q.where(_SEVERITY[severity])
+        if code:
+            q = q.where(_WITH_CODE)
+        if search:
+            q = q.where(_SEARCH)
+        return q
+    return prepared(shape, build), params, shape, severity, search
 
 
 @bp.route("/c/<int:clinic_id>/customers/warnings")
 @login_required
 def warnings(clinic_id: int):
     clinic = clinic_scope(clinic_id)
-    q, severity, search = _filtered(clinic.id)
+    q, params, shape, severity, search = _filtered(clinic.id)
     code = request.args.get("code", "")
-    rows, next_after = keyset(q, Customer.id, request.args.get("after", type=row_id), PER_PAGE, plain=True)
+    rows, next_after = keyset(q, Customer.id, request.args.get("after", type=row_id), PER_PAGE,
+                              columns=WARNING_COLUMNS, params=params, shape=shape)
     summary, counts = health_and_problems(clinic.id)
     return render_template("customers/warnings.html", clinic=clinic, customers=rows, next_after=next_after,
                            severity=severity, search=search, code=code, summary=summary, counts=counts)
@@ -56,18 +72,22 @@ def warnings(clinic_id: int):
 @login_required
 def warnings_csv(clinic_id: int):
     clinic = clinic_scope(clinic_id)
-    q, _, _ = _filtered(clinic.id)
+    q, params, _, _, _ = _filtered(clinic.id)
+    app = current_app._get_current_object()
 
     def rows():
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(["customer_id", "name", "tax_id", "field", "code", "severity", "message"])
         yield buf.getvalue()
-        for c in db.session.scalars(q.order_by(Customer.id).execution_options(yield_per=1000)):
-            buf.seek(0), buf.truncate()
-            for p in c.health_problems or []:
-                w.writerow([c.external_id, c.name, c.tax_id, p["field"], p["code"], p["severity"], p["message"]])
-            yield buf.getvalue()
+        # the server writes the body after the view has returned and its context is gone: the rows
+        # are read in an app context (and a session) of their own
+        with app.app_context():
+            for c in db.session.scalars(q.order_by(Customer.id).execution_options(yield_per=1000), params):
+                buf.seek(0), buf.truncate()
+                for p in c.health_problems or []:
+                    w.writerow([c.external_id, c.name, c.tax_id, p["field"], p["code"], p["severity"], p["message"]])
+                yield buf.getvalue()
 
     return Response(rows(), mimetype="text/csv",
                     headers={"Content-Disposition": f"attachment; filename=record-warnings-{clinic.id}.csv"})

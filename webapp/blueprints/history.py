@@ -6,7 +6,7 @@ from datetime import timedelta
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
 from flask_login import login_required
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from integrations.registry import CONNECTORS, connector_class
 
@@ -14,7 +14,8 @@ from ..access import audit, clinic_scope
 from ..sync.retry import NothingToRetry, retry_failed
 from ..extensions import db
 from ..models import SyncRecord, SyncRun, utcnow
-from ..views import keyset
+from ..table_rows import RECORD_COLUMNS, RUN_COLUMNS
+from ..views import keyset, prepared
 from ..params import row_id
 
 bp = Blueprint("history", __name__)
@@ -22,42 +23,56 @@ PER_PAGE = 50
 PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30), "90d": timedelta(days=90)}
 
 
+# each filter as a condition on its bindparam; a request's statement is prepared once per set of them
+_RUN_FILTERS = {"direction": SyncRun.direction == bindparam("direction"), "status": SyncRun.status == bindparam("status"),
+                "since": SyncRun.queued_at >= bindparam("since"), "erp": SyncRun.erp == bindparam("erp")}
+_RUN = select(SyncRun).where(SyncRun.id == bindparam("run_id"), SyncRun.clinic_id == bindparam("clinic_id"))
+
+
+def _runs_query(filters: tuple[str, ...]):
+    return select(SyncRun).where(SyncRun.clinic_id == bindparam("clinic_id"), *(_RUN_FILTERS[f] for f in filters))
+
+
 @bp.route("/c/<int:clinic_id>/runs")
 @login_required
 def runs(clinic_id: int):
     clinic = clinic_scope(clinic_id)
-    q = select(SyncRun).where(SyncRun.clinic_id == clinic.id)
     direction = request.args.get("direction", "")
     status = request.args.get("status", "")
     period = request.args.get("period", "")
     erp = request.args.get("erp", "")
-    if direction in ("push", "pull"):
-        q = q.where(SyncRun.direction == direction)
-    if status:
-        q = q.where(SyncRun.status == status)
-    if period in PERIODS:
-        q = q.where(SyncRun.queued_at >= utcnow() - PERIODS[period])
-    if erp in CONNECTORS:
-        q = q.where(SyncRun.erp == erp)
-    rows, next_after = keyset(q, SyncRun.id, request.args.get("after", type=row_id), PER_PAGE, plain=True)
+    values = {"direction": direction if direction in ("push", "pull") else "", "status": status,
+              "since": utcnow() - PERIODS[period] if period in PERIODS else None, "erp": erp if erp in CONNECTORS else ""}
+    values = {name: value for name, value in values.items() if value}
+    shape = ("runs", *values)
+    rows, next_after = keyset(prepared(shape, lambda: _runs_query(tuple(values))), SyncRun.id,
+                              request.args.get("after", type=row_id), PER_PAGE, columns=RUN_COLUMNS,
+                              params={"clinic_id": clinic.id, **values}, shape=shape)
     return render_template("history/runs.html", clinic=clinic, runs=rows, next_after=next_after,
                            direction=direction, status=status, period=period if period in PERIODS else "",
-                           erp=erp if erp in CONNECTORS else "", erps=[connector_class(n) for n in CONNECTORS])
+                           erp=erp if erp in CONNECTORS else "", erps=tuple((n, connector_class(n).label) for n in CONNECTORS))
+
+
+def _run_or_404(clinic_id: int, run_id: int) -> SyncRun:
+    run = db.session.scalar(_RUN, {"run_id": run_id, "clinic_id": clinic_id})
+    if run is None:
+        abort(404)
+    return run
+
+
+_RECORDS = {False: select(SyncRecord).where(SyncRecord.run_id == bindparam("run_id")),
+            True: select(SyncRecord).where(SyncRecord.run_id == bindparam("run_id"), SyncRecord.outcome == bindparam("outcome"))}
 
 
 @bp.route("/c/<int:clinic_id>/runs/<int:run_id>")
 @login_required
 def run(clinic_id: int, run_id: int):
     clinic = clinic_scope(clinic_id)
-    run = db.session.scalar(select(SyncRun).where(SyncRun.id == run_id, SyncRun.clinic_id == clinic.id))
-    if run is None:
-        abort(404)
-    q = select(SyncRecord).where(SyncRecord.run_id == run.id)
+    run = _run_or_404(clinic.id, run_id)
     outcome = request.args.get("outcome", "")
-    if outcome:
-        q = q.where(SyncRecord.outcome == outcome)
-    rows, next_after = keyset(q, SyncRecord.id, request.args.get("after", type=row_id), PER_PAGE, descending=False,
-                              plain=True)
+    params = {"run_id": run.id, **({"outcome": outcome} if outcome else {})}
+    rows, next_after = keyset(_RECORDS[bool(outcome)], SyncRecord.id, request.args.get("after", type=row_id), PER_PAGE,
+                              descending=False, columns=RECORD_COLUMNS, params=params, shape=("records", bool(outcome)))
     return render_template("history/run.html", clinic=clinic, run=run, records=rows, next_after=next_after,
                            outcome=outcome)
 
@@ -67,9 +82,7 @@ def run(clinic_id: int, run_id: int):
 def retry(clinic_id: int, run_id: int):
     """Retry one failed record (record_id) or all failed records of the run."""
     clinic = clinic_scope(clinic_id)
-    run = db.session.scalar(select(SyncRun).where(SyncRun.id == run_id, SyncRun.clinic_id == clinic.id))
-    if run is None:
-        abort(404)
+    run = _run_or_404(clinic.id, run_id)
     record_id = request.form.get("record_id", type=row_id)
     if record_id is None and request.form.get("record_id", "").strip():
         abort(400, gettext("That is not a record of this run."))  # never widened to "all failed records"
