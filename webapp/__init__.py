@@ -10,7 +10,7 @@ from flask_login import current_user
 from integrations.http import install_redaction
 
 from .config import Config
-from .extensions import csrf, db, login_manager, migrate, sqlite_pragmas
+from .extensions import csrf, db, login_manager, migrate, ping_on_checkout, sqlite_pragmas
 
 
 def create_app(config: Config | None = None, **overrides) -> Flask:
@@ -22,10 +22,13 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
     install_redaction()
 
     db.init_app(app)
+    from sqlalchemy import event
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        from sqlalchemy import event
         with app.app_context():
             event.listen(db.engine, "connect", sqlite_pragmas)
+    elif app.config["DB_PING_ON_CHECKOUT"]:
+        with app.app_context():
+            event.listen(db.engine.pool, "checkout", ping_on_checkout)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
     csrf.init_app(app)
     login_manager.init_app(app)

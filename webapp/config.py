@@ -55,10 +55,11 @@ class Config:
         self.JOBS_PER_INTEGRATION = int(env.get("TECPET_JOBS_PER_INTEGRATION", "2"))
         self.SANDBOX_URLS = json.loads(env.get("TECPET_SANDBOX_URLS") or "{}")
         self.PUBLIC_URL = env.get("TECPET_PUBLIC_URL", "http://127.0.0.1:5000")
+        # A server connection can drop between requests (a restart, an idle timeout): PostgreSQL's are
+        # tested when taken from the pool by extensions.ping_on_checkout (one round trip, not the three
+        # of SQLAlchemy's pool_pre_ping). A SQLite file has no connection to lose.
+        self.DB_PING_ON_CHECKOUT = True
         for k, v in overrides.items():
             setattr(self, k, v)
-        # a server connection can drop between requests (a restart, an idle timeout): test it when
-        # taken from the pool. A SQLite file has no connection to lose: no test, one query fewer a request.
-        self.SQLALCHEMY_ENGINE_OPTIONS.setdefault("pool_pre_ping", not self.SQLALCHEMY_DATABASE_URI.startswith("sqlite"))
         if self.SQLALCHEMY_DATABASE_URI.startswith("postgresql"):
             self.SQLALCHEMY_ENGINE_OPTIONS["connect_args"] = {"prepare_threshold": self.PG_PREPARE_THRESHOLD}

@@ -3,6 +3,7 @@ from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -24,3 +25,20 @@ def sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.execute("PRAGMA busy_timeout=15000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def ping_on_checkout(dbapi_connection, _record, _proxy) -> None:
+    """A PostgreSQL connection taken from the pool is tested with one empty query, outside any
+    transaction: a server restart or an idle timeout can have dropped it. SQLAlchemy's own
+    pool_pre_ping runs SELECT 1 in a transaction of its own, three round trips (BEGIN, SELECT 1,
+    ROLLBACK), a fifth of a small page's time. A dropped connection raises DisconnectionError, and
+    the pool then discards it and takes a new one (up to three tries)."""
+    conn = dbapi_connection
+    try:
+        conn.autocommit = True
+        try:
+            conn.execute("")
+        finally:
+            conn.autocommit = False
+    except Exception as exc:  # psycopg.OperationalError; or a connection not idle, which the pool replaces too
+        raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
