@@ -251,3 +251,49 @@ def test_template_translations_keep_jinja_newstyle_rules(app):
         g._tecpet_lang = "pt_BR"
         assert render_template_string('{{ _("Dashboard") }}') == "Painel"
         assert render_template_string('{{ _("Dashboard") }}') == "Painel"  # the kept answer
+
+
+def test_the_dashboard_status_reads_the_chosen_integration_and_its_last_five_finished_runs(world, web, db_session):
+    """The dashboard reads the integration and its last finished runs in one query; the integration
+    page reads them apart (views.integration_status): both tell the same status."""
+    a, b = world["clinic_a"], world["clinic_b"]
+    owner, support = web("owner-a@test"), web("support@test")
+
+    def status() -> tuple[str, str]:
+        page = owner.get(f"/c/{a.id}/").get_data(as_text=True)
+        card = page.split('class="card status-card s-')[1]
+        word, why = card.split('"')[0], card.split('<p class="status-why">')[1].split("</p>")[0]
+        if word != "none":  # the integration page shows the card once there is one
+            other = support.get(f"/c/{a.id}/integration").get_data(as_text=True)
+            assert f'<p class="status-why">{why}</p>' in other and f'{word}</span></h2>' in other
+        return word, why
+
+    assert status()[0] == "none"
+    old = Integration(clinic_id=a.id, erp="bling", enabled=False, features=[])
+    db_session.add(old)
+    db_session.commit()
+    assert status() == ("disabled", "The integration is disabled.")
+    integ = Integration(clinic_id=a.id, erp="vhsys", enabled=True, features=["sync_customers"])
+    theirs = Integration(clinic_id=b.id, erp="vhsys", enabled=True, features=["sync_customers"])
+    db_session.add_all([integ, theirs])
+    db_session.commit()
+    assert status() == ("healthy", "Enabled; waiting for the first sync.")
+
+    def run(owner_of, status_, error=""):
+        db_session.add(SyncRun(clinic_id=owner_of.clinic_id, integration_id=owner_of.id, erp="vhsys", direction="push",
+                               entity="customer", trigger="event", status=status_, error=error))
+        db_session.commit()
+    run(integ, "partial")
+    for _ in range(5):
+        run(integ, "succeeded")
+    run(theirs, "failed", "their failure")
+    run(integ, "running")
+    run(old, "failed", "an old integration's failure")
+    assert status() == ("healthy", "All recent syncs succeeded.")  # the partial is 6th: out of the five
+    run(integ, "partial")
+    assert status()[0] == "degraded"
+    run(integ, "failed", "VHSYS said <no>")
+    assert status() == ("failing", "VHSYS said &lt;no&gt;")
+    integ.paused_reason = "Paused: the ERP refused the credentials"
+    db_session.commit()
+    assert status() == ("paused", "Paused: the ERP refused the credentials")

@@ -10,7 +10,7 @@ from flask_login import current_user
 from integrations.http import install_redaction
 
 from .config import Config
-from .extensions import csrf, db, login_manager, migrate, ping_on_checkout, sqlite_pragmas
+from .extensions import connection_checked_in, csrf, db, login_manager, migrate, ping_on_checkout, sqlite_pragmas
 
 
 def create_app(config: Config | None = None, **overrides) -> Flask:
@@ -29,6 +29,7 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
     elif app.config["DB_PING_ON_CHECKOUT"]:
         with app.app_context():
             event.listen(db.engine.pool, "checkout", ping_on_checkout)
+            event.listen(db.engine.pool, "checkin", connection_checked_in)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
     csrf.init_app(app)
     login_manager.init_app(app)

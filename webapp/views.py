@@ -27,26 +27,36 @@ def active_integration(clinic_id: int) -> Integration | None:
 
 # The dashboard's statements, built once: SQLAlchemy then keeps each one's cache key instead of
 # building the statement and walking it on every request (a third of a small query's time).
-_DASHBOARD_INTEGRATION = (select(Integration.id, Integration.erp, Integration.enabled, Integration.paused_reason)
-                          .where(Integration.clinic_id == bindparam("clinic_id"))
-                          .order_by(Integration.enabled.desc(), Integration.updated_at.desc()).limit(1))
+_FINISHED = ("succeeded", "partial", "failed")
 _LAST_FINISHED = (select(SyncRun.status, SyncRun.error)
-                  .where(SyncRun.integration_id == bindparam("integration_id"),
-                         SyncRun.status.in_(("succeeded", "partial", "failed")))
+                  .where(SyncRun.integration_id == bindparam("integration_id"), SyncRun.status.in_(_FINISHED))
                   .order_by(SyncRun.id.desc()).limit(5))
+# the clinic's integration (the enabled one, else the latest) with its last finished runs, in one
+# query: a row per run (newest first), one row with no run, none without an integration
+_CHOSEN = (select(Integration.id).where(Integration.clinic_id == bindparam("clinic_id"))
+           .order_by(Integration.enabled.desc(), Integration.updated_at.desc()).limit(1)).scalar_subquery()
+_I = (select(Integration.id, Integration.erp, Integration.enabled, Integration.paused_reason)
+      .where(Integration.id == _CHOSEN)).subquery("i")
+_R = (select(SyncRun.integration_id, SyncRun.id, SyncRun.status, SyncRun.error)
+      .where(SyncRun.integration_id == _CHOSEN, SyncRun.status.in_(_FINISHED))
+      .order_by(SyncRun.id.desc()).limit(5)).subquery("r")
+_DASHBOARD_INTEGRATION = (select(_I.c.id, _I.c.erp, _I.c.enabled, _I.c.paused_reason, _R.c.status, _R.c.error)
+                          .select_from(_I.outerjoin(_R, _R.c.integration_id == _I.c.id)).order_by(_R.c.id.desc()))
 _RECENT_RUNS = select(SyncRun).where(SyncRun.clinic_id == bindparam("clinic_id")).order_by(SyncRun.id.desc()).limit(5)
 
 
-def integration_status(integration) -> tuple[str, str]:
+def integration_status(integration, last=None) -> tuple[str, str]:
     """(healthy | degraded | failing | paused | disabled | none, why) of an Integration (or a row
-    with its id, enabled and paused_reason)."""
+    with its id, enabled and paused_reason), from its last finished runs (`last`: rows with status
+    and error, newest first; read here when not given)."""
     if integration is None:
         return "none", gettext("No integration yet. Contact TecPet support to connect your ERP.")
     if not integration.enabled:
         return "disabled", gettext("The integration is disabled.")
     if integration.paused_reason:
         return "paused", integration.paused_reason
-    last = db.session.execute(_LAST_FINISHED, {"integration_id": integration.id}).all()
+    if last is None:
+        last = db.session.execute(_LAST_FINISHED, {"integration_id": integration.id}).all()
     if not last:
         return "healthy", gettext("Enabled; waiting for the first sync.")
     if last[0].status == "failed":
@@ -96,8 +106,9 @@ def _daily_counts(clinic_id: int) -> list[dict]:
 
 
 def dashboard_context(clinic) -> dict:
-    integration = db.session.execute(_DASHBOARD_INTEGRATION, {"clinic_id": clinic.id}).first()
-    status, why = integration_status(integration)
+    rows = db.session.execute(_DASHBOARD_INTEGRATION, {"clinic_id": clinic.id}).all()
+    integration = rows[0] if rows else None
+    status, why = integration_status(integration, [r for r in rows if r.status is not None])
     runs = db.session.scalars(_RECENT_RUNS, {"clinic_id": clinic.id}).all()
     return {"integration": integration, "status": status, "status_why": why, "runs": runs,
             **cached_many(clinic.id, {"health": lambda: _health_summary(clinic.id),

@@ -17,6 +17,7 @@ from ..record_health import divergence
 from ..table_rows import WARNING_COLUMNS
 from ..views import active_integration, health_and_problems, keyset, prepared
 from ..params import row_id
+from ..read_only import reads_only
 
 bp = Blueprint("customers", __name__)
 PER_PAGE = 50
@@ -57,6 +58,7 @@ def _filtered(clinic_id: int):
 
 @bp.route("/c/<int:clinic_id>/customers/warnings")
 @login_required
+@reads_only
 def warnings(clinic_id: int):
     clinic = clinic_scope(clinic_id)
     q, params, shape, severity, search = _filtered(clinic.id)

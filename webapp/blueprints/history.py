@@ -17,6 +17,7 @@ from ..models import SyncRecord, SyncRun, utcnow
 from ..table_rows import RECORD_COLUMNS, RUN_COLUMNS
 from ..views import keyset, prepared
 from ..params import row_id
+from ..read_only import reads_only
 
 bp = Blueprint("history", __name__)
 PER_PAGE = 50
@@ -35,6 +36,7 @@ def _runs_query(filters: tuple[str, ...]):
 
 @bp.route("/c/<int:clinic_id>/runs")
 @login_required
+@reads_only
 def runs(clinic_id: int):
     clinic = clinic_scope(clinic_id)
     direction = request.args.get("direction", "")
@@ -66,6 +68,7 @@ _RECORDS = {False: select(SyncRecord).where(SyncRecord.run_id == bindparam("run_
 
 @bp.route("/c/<int:clinic_id>/runs/<int:run_id>")
 @login_required
+@reads_only
 def run(clinic_id: int, run_id: int):
     clinic = clinic_scope(clinic_id)
     run = _run_or_404(clinic.id, run_id)

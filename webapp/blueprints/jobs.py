@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import SyncRun
+from ..read_only import reads_only
 from ..run_progress import run_progress
 
 bp = Blueprint("jobs", __name__)
@@ -14,6 +15,7 @@ bp = Blueprint("jobs", __name__)
 
 @bp.route("/c/<int:clinic_id>/runs/<int:run_id>/progress")
 @login_required
+@reads_only
 def progress(clinic_id: int, run_id: int):
     """Polled every second by every open page: one query when nothing changed (304)."""
     if not current_user.is_support and current_user.clinic_id != clinic_id:
