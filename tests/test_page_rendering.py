@@ -115,9 +115,10 @@ def test_progress_block_polls_while_the_run_is_active_and_links_to_it_once_finis
     assert f'id="run-{run.id}-progress"' in page and "done-note" not in page  # the run's own page needs no link
 
 
-def test_the_logged_in_user_is_read_again_on_every_request(world, web, db_session):
-    """Nothing about the user is kept between requests: a renamed clinic shows at once, a removed
-    user is logged out on their next request, an owner still reaches only their own clinic."""
+def test_a_changed_user_or_clinic_shows_on_the_next_request(world, web, db_session):
+    """The user a process keeps (tests/test_local_copies.py) is dropped when it changes: a renamed
+    clinic shows at once, a removed user is logged out on their next request, an owner still
+    reaches only their own clinic."""
     from webapp.models import User
     a, b = world["clinic_a"], world["clinic_b"]
     owner = web("owner-a@test")

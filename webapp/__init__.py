@@ -50,8 +50,8 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
     register_filters(app)
     from .i18n import init_i18n
     init_i18n(app)
-    from . import fragments, layout, page_cache, run_progress, table_rows
-    page_cache.install(app)
+    from . import fragments, layout, local_copies, run_progress, table_rows
+    local_copies.install(app)
     fragments.install(app)
     layout.install(app)
     table_rows.install(app)

@@ -6,10 +6,12 @@ from typing import NamedTuple
 
 from flask import abort
 from flask_login import UserMixin, current_user, login_required
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from .extensions import db, login_manager
-from .models import AuditLog, Clinic
+from .local_copies import copies, drop_everywhere
+from .models import AuditLog, Clinic, User
+from .read_only import PageSession
 
 _CLINICS = Clinic.__table__.c
 
@@ -21,9 +23,9 @@ class ClinicRef(NamedTuple):
 
 
 class SessionUser(UserMixin):
-    """The logged-in person as a request sees them, read on every request with one plain SELECT
-    (their clinic's name joined): building the ORM object, then the clinic's, cost a page more than
-    a sixth of its time. Views that change a user load the `User` row itself."""
+    """The logged-in person as a request sees them, read with one plain SELECT (their clinic's
+    name joined): building the ORM object, then the clinic's, cost a page more than a sixth of its
+    time. Views that change a user load the `User` row itself."""
 
     __slots__ = ("id", "email", "name", "role", "clinic_id", "clinic_name")
 
@@ -44,12 +46,51 @@ _LOAD_USER = text("SELECT u.id, u.email, u.name, u.role, u.clinic_id, c.name FRO
 
 @login_manager.user_loader
 def load_user(user_id: str) -> SessionUser | None:
+    """The user of this request: this process's copy (kept up to local_copies.KEEP_SECONDS, and
+    dropped in every process as soon as a User or a Clinic changes through the app: see
+    _changed_people below), else the database's."""
     try:
         uid = int(user_id)
     except (TypeError, ValueError):
         return None
+    key = f"{_USER_KEY}{uid}"
+    hit = copies.get(key)
+    if hit is not None:
+        return SessionUser(*hit[1])
+    generation = copies.generation
     row = db.session.execute(_LOAD_USER, {"id": uid}).first()
-    return SessionUser(*row) if row is not None else None
+    if row is None:
+        return None  # gone: nothing kept, the next request asks again
+    copies.ensure_listener()
+    copies.keep(key, tuple(row), generation)
+    return SessionUser(*row)
+
+
+_USER_KEY = "tecpet:user:"
+
+
+# Every change to a user or a clinic that goes through the ORM drops the kept users once committed:
+# the user's own copy, or every user's for a clinic (its name is part of each of its users' rows).
+@event.listens_for(PageSession, "after_flush")
+def _changed_people(session, _flush_context) -> None:
+    changed = session.info.setdefault("tecpet_people_changed", set())
+    for obj in (*session.dirty, *session.deleted):
+        if isinstance(obj, User):
+            changed.add(f"{_USER_KEY}{obj.id}")
+        elif isinstance(obj, Clinic):
+            changed.add(f"{_USER_KEY}*")
+
+
+@event.listens_for(PageSession, "after_commit")
+def _drop_changed_people(session) -> None:
+    changed = session.info.pop("tecpet_people_changed", None)
+    if changed:
+        drop_everywhere(sorted(changed))
+
+
+@event.listens_for(PageSession, "after_rollback")
+def _forget_changed_people(session) -> None:
+    session.info.pop("tecpet_people_changed", None)
 
 
 def support_required(view):
