@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import request, url_for
 from markupsafe import Markup, escape
 
-from .formatting import duration, number, run_pace
+from .formatting import br_date, duration, number, row_urls, run_pace
 from .i18n import gettext, label
 
 _OUTCOMES = ("created", "updated", "unchanged", "skipped")
@@ -73,5 +73,19 @@ def run_progress(run, clinic_id: int) -> Markup:
         f'</div>\n')
 
 
+def recent_runs(runs, clinic_id: int) -> Markup:
+    """The dashboard's recent runs: each one's title line (link, what, when) and progress block."""
+    run_url = row_urls("history.run", "run_id", clinic_id=clinic_id)
+    out = []
+    for r in runs:
+        title = escape(gettext("Run #%(id)s", id=r.id))
+        out.append(
+            f'<div class="run-item">\n<p class="run-title"><a href="{run_url(r.id)}">{title}</a> · '
+            f'{escape(label("direction", r.direction))} · {escape(label("entity", r.entity))} · '
+            f'{escape(label("trigger", r.trigger))} <span class="muted">· {escape(br_date(r.queued_at))}</span></p>\n'
+            f'{run_progress(r, clinic_id)}</div>\n')
+    return Markup("".join(out))
+
+
 def install(app) -> None:
-    app.jinja_env.globals.update(run_progress=run_progress)
+    app.jinja_env.globals.update(run_progress=run_progress, recent_runs=recent_runs)

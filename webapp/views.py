@@ -162,10 +162,10 @@ def keyset(query, column, after: int | None, per_page: int, descending: bool = T
             stmt = stmt.with_only_columns(*columns)
         if shape is not None:
             _PREPARED[key] = stmt
-    if columns is not None:
-        rows = list(db.session.connection().execute(stmt, params))
+    if columns is not None:  # all(): one fetchall, not a driver fetchone per row
+        rows = db.session.connection().execute(stmt, params).all()
     else:
-        rows = list(db.session.scalars(stmt, params))
+        rows = db.session.scalars(stmt, params).all()
     more = len(rows) > per_page
     rows = rows[:per_page]
     next_after = getattr(rows[-1], column.key) if (more and rows) else None
