@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from tests.conftest import TEST_DATABASE
 from webapp.extensions import PING_AFTER_IDLE_SECONDS
@@ -31,15 +31,6 @@ def _drop_pooled_connections(db) -> None:
             c.close()
     finally:
         admin.dispose()
-
-
-def _statements(db):
-    seen = []
-
-    def record(conn, cursor, statement, *args):
-        seen.append(statement)
-    event.listen(db.engine, "before_cursor_execute", record)
-    return seen, lambda: event.remove(db.engine, "before_cursor_execute", record)
 
 
 def test_a_dropped_pooled_connection_is_replaced_before_the_page_uses_it(app, world, web):

@@ -11,6 +11,7 @@ drop advances a generation, and keep() takes the generation read before the valu
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -119,10 +120,8 @@ class LocalCopies:
                 delay = min(delay * 2, 10.0)
             finally:
                 if pubsub is not None:
-                    try:
+                    with contextlib.suppress(RedisError, OSError):
                         pubsub.close()
-                    except (RedisError, OSError):
-                        pass
 
 
 copies = LocalCopies()

@@ -19,7 +19,7 @@ _AUTOCOMMIT: dict[object, object] = {}  # engine -> the same engine (same pool) 
 
 
 class ReadOnlyViolation(RuntimeError):
-    pass
+    """A view marked @reads_only tried to write."""
 
 
 def reads_only(view):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Callable, Hashable
 
-from flask import render_template
+from flask import abort, render_template
 from flask_babel import gettext
 from markupsafe import Markup
 from sqlalchemy import bindparam, case, func, select
@@ -42,7 +42,16 @@ _R = (select(SyncRun.integration_id, SyncRun.id, SyncRun.status, SyncRun.error)
       .order_by(SyncRun.id.desc()).limit(5)).subquery("r")
 _DASHBOARD_INTEGRATION = (select(_I.c.id, _I.c.erp, _I.c.enabled, _I.c.paused_reason, _R.c.status, _R.c.error)
                           .select_from(_I.outerjoin(_R, _R.c.integration_id == _I.c.id)).order_by(_R.c.id.desc()))
+_RUN = select(SyncRun).where(SyncRun.id == bindparam("run_id"), SyncRun.clinic_id == bindparam("clinic_id"))
 _RECENT_RUNS = select(SyncRun).where(SyncRun.clinic_id == bindparam("clinic_id")).order_by(SyncRun.id.desc()).limit(5)
+
+
+def run_or_404(clinic_id: int, run_id: int) -> SyncRun:
+    """A run of this clinic (its page, its retry, its polled progress), or 404."""
+    run = db.session.scalar(_RUN, {"run_id": run_id, "clinic_id": clinic_id})
+    if run is None:
+        abort(404)
+    return run
 
 
 def integration_status(integration, last=None) -> tuple[str, str]:

@@ -15,7 +15,7 @@ from ..sync.retry import NothingToRetry, retry_failed
 from ..extensions import db
 from ..models import SyncRecord, SyncRun, utcnow
 from ..table_rows import RECORD_COLUMNS, RUN_COLUMNS
-from ..views import keyset, prepared
+from ..views import keyset, prepared, run_or_404
 from ..params import row_id
 from ..read_only import reads_only
 
@@ -27,7 +27,6 @@ PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta
 # each filter as a condition on its bindparam; a request's statement is prepared once per set of them
 _RUN_FILTERS = {"direction": SyncRun.direction == bindparam("direction"), "status": SyncRun.status == bindparam("status"),
                 "since": SyncRun.queued_at >= bindparam("since"), "erp": SyncRun.erp == bindparam("erp")}
-_RUN = select(SyncRun).where(SyncRun.id == bindparam("run_id"), SyncRun.clinic_id == bindparam("clinic_id"))
 
 
 def _runs_query(filters: tuple[str, ...]):
@@ -55,13 +54,6 @@ def runs(clinic_id: int):
                            erp=erp if erp in CONNECTORS else "", erps=tuple((n, connector_class(n).label) for n in CONNECTORS))
 
 
-def _run_or_404(clinic_id: int, run_id: int) -> SyncRun:
-    run = db.session.scalar(_RUN, {"run_id": run_id, "clinic_id": clinic_id})
-    if run is None:
-        abort(404)
-    return run
-
-
 _RECORDS = {False: select(SyncRecord).where(SyncRecord.run_id == bindparam("run_id")),
             True: select(SyncRecord).where(SyncRecord.run_id == bindparam("run_id"), SyncRecord.outcome == bindparam("outcome"))}
 
@@ -71,7 +63,7 @@ _RECORDS = {False: select(SyncRecord).where(SyncRecord.run_id == bindparam("run_
 @reads_only
 def run(clinic_id: int, run_id: int):
     clinic = clinic_scope(clinic_id)
-    run = _run_or_404(clinic.id, run_id)
+    run = run_or_404(clinic.id, run_id)
     outcome = request.args.get("outcome", "")
     params = {"run_id": run.id, **({"outcome": outcome} if outcome else {})}
     rows, next_after = keyset(_RECORDS[bool(outcome)], SyncRecord.id, request.args.get("after", type=row_id), PER_PAGE,
@@ -85,7 +77,7 @@ def run(clinic_id: int, run_id: int):
 def retry(clinic_id: int, run_id: int):
     """Retry one failed record (record_id) or all failed records of the run."""
     clinic = clinic_scope(clinic_id)
-    run = _run_or_404(clinic.id, run_id)
+    run = run_or_404(clinic.id, run_id)
     record_id = request.form.get("record_id", type=row_id)
     if record_id is None and request.form.get("record_id", "").strip():
         abort(400, gettext("That is not a record of this run."))  # never widened to "all failed records"

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, make_response, request
 from flask_login import current_user, login_required
-from sqlalchemy import select
 
-from ..extensions import db
-from ..models import SyncRun
 from ..read_only import reads_only
 from ..run_progress import run_progress
+from ..views import run_or_404
 
 bp = Blueprint("jobs", __name__)
 
@@ -20,9 +18,7 @@ def progress(clinic_id: int, run_id: int):
     """Polled every second by every open page: one query when nothing changed (304)."""
     if not current_user.is_support and current_user.clinic_id != clinic_id:
         abort(403)
-    run = db.session.scalar(select(SyncRun).where(SyncRun.id == run_id, SyncRun.clinic_id == clinic_id))
-    if run is None:
-        abort(404)
+    run = run_or_404(clinic_id, run_id)
     etag = f"{run.id}-{run.status}-{run.done}-{run.failed}-{len(run.error or '')}"
     if request.if_none_match.contains(etag) and not run.finished:
         resp = make_response("", 304)
