@@ -16,12 +16,12 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Iterable, Iterator
 
 import requests
 
 from .base import AuthError, PermanentError, RateLimit, RateLimitedError, TransientError
+from .transport import Transport
 
 log = logging.getLogger("integrations.http")
 
@@ -234,13 +234,9 @@ class HttpClient:
 
     def __init__(self, redis=None, *, timeout: float = 20.0, retries: int = 3,
                  backoff: float = 0.5, max_backoff: float = 20.0, user_agent: str = "TecPet-Integrations/1.0"):
-        self.session = requests.Session()
-        self.session.trust_env = False  # no proxy/netrc lookups per request: ERPs are reached directly
-        # one session serves every clinic's ERP account: it must never carry a cookie from one to another
-        self.session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-        adapter = requests.adapters.HTTPAdapter(pool_connections=32, pool_maxsize=64, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        # no cookies, proxies or netrc: one transport serves every clinic's ERP account, and nothing
+        # of one account's answers may ride along on another's requests (see transport.py)
+        self.transport = Transport(pool_connections=32, pool_maxsize=64)
         self.redis = redis
         self.timeout = timeout
         self.retries = retries
@@ -253,6 +249,9 @@ class HttpClient:
         # Called with a plain description of every ERP failure that is being retried, so the
         # sync layer can show it on the run page while it lasts.
         self.listeners: list = []
+
+    def close(self) -> None:
+        self.transport.close()
 
     def _notify(self, what: str) -> None:
         for listener in list(self.listeners):
@@ -296,7 +295,8 @@ class HttpClient:
     def request(self, method: str, url: str, *, account_key: str | None = None,
                 rate_limit: RateLimit | None = None, headers: dict[str, str] | None = None,
                 secrets: Iterable[str] = (), retry_statuses: Iterable[int] = (500, 502, 503, 504),
-                timeout: float | None = None, retries: int | None = None, **kwargs: Any) -> requests.Response:
+                timeout: float | None = None, retries: int | None = None, params: Any = None, json: Any = None,
+                **kwargs: Any) -> requests.Response:
         SecretRegistry.add(*secrets)
         hdrs = {**SESSION_HEADERS, "User-Agent": self.user_agent}
         hdrs.update(headers or {})
@@ -311,10 +311,8 @@ class HttpClient:
                 with self._in_flight(account_key, rate_limit):
                     if rate_limit is not None and account_key and self.limiter is not None:
                         self.limiter.acquire(account_key, rate_limit)
-                    # prepared here: the session adds nothing (no cookies, auth or environment) and
-                    # merging its settings is a third of what `requests` spends per call
-                    prepared = requests.Request(method, url, headers=hdrs, **kwargs).prepare()
-                    resp = self.session.send(prepared, timeout=timeout or self.timeout)
+                    prepared = self.transport.prepare(method, url, hdrs, params=params, json_body=json, **kwargs)
+                    resp = self.transport.send(prepared, timeout=timeout or self.timeout)
             except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
                     requests.exceptions.InvalidURL) as exc:
                 raise PermanentError(f"The ERP address is not a valid URL ({_safe_url(url)}): check the "

@@ -25,7 +25,7 @@ def redis_client():
 def http_client(redis_client):
     client = HttpClient(redis_client, timeout=5.0, retries=3, backoff=0.05, max_backoff=1.0)
     yield client
-    client.session.close()
+    client.close()
 
 
 @pytest.fixture

@@ -516,7 +516,7 @@ def test_four_workers_share_the_accounts_rate_limit(server, redis_client, bling)
         except Exception as exc:  # surfaced below
             errors.append(exc)
         finally:
-            client.session.close()
+            client.close()
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
     for t in threads:

@@ -499,7 +499,7 @@ def test_four_workers_share_the_company_rate_limit(sandbox, redis_client):
         except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(exc)
         finally:
-            client.session.close()
+            client.close()
 
     threads = [threading.Thread(target=worker, args=(k * 50,)) for k in range(4)]
     for t in threads:

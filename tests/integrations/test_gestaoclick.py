@@ -456,7 +456,7 @@ def test_four_workers_share_one_rate_budget(serve_sandbox, redis_client):
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
         finally:
-            client.session.close()
+            client.close()
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
     for t in threads:

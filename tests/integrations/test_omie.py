@@ -438,7 +438,7 @@ def push_from_workers(omie, redis_client, workers: int, per_worker: int, scale: 
         except Exception as exc:  # surfaced by the caller's assertion
             errors.append(exc)
         finally:
-            http.session.close()
+            http.close()
 
     threads = [threading.Thread(target=worker, args=(k * per_worker,)) for k in range(workers)]
     for t in threads:

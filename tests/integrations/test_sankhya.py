@@ -431,7 +431,7 @@ def test_four_workers_share_the_account_budget(serve_sandbox, redis_client):
     [t.start() for t in threads]
     [t.join(60) for t in threads]
     elapsed = time.monotonic() - started
-    [c.session.close() for c in clients]
+    [c.close() for c in clients]
     stats = requests.get(f"{server.url}/__sandbox__/stats", timeout=5).json()
     assert stats["over_limit"] == 0
     assert len(outcomes) == 200 and all(isinstance(o, PushResult) and o.created for o in outcomes)

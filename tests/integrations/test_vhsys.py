@@ -438,7 +438,7 @@ def test_four_workers_share_one_rate_limit_budget(server, redis_client):
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
         finally:
-            client.session.close()
+            client.close()
 
     threads = [threading.Thread(target=worker, args=(records[i::workers],)) for i in range(workers)]
     for t in threads:

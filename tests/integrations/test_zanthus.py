@@ -341,7 +341,7 @@ def test_four_workers_share_one_budget(serve_sandbox, redis_client):
         except BaseException as exc:  # surfaced in the main thread
             errors.append(exc)
         finally:
-            http.session.close()
+            http.close()
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
     for t in threads:
