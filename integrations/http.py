@@ -15,6 +15,7 @@ import re
 import threading
 import time
 import uuid
+from collections import deque
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
@@ -83,45 +84,58 @@ SESSION_HEADERS = {"Accept-Encoding": "gzip, deflate", "Accept": "*/*", "Connect
 # --------------------------------------------------------------------------- rate limiting
 _RESERVE = """
 -- KEYS: one sorted set per window, then the account's pacing key.
--- ARGV: member, spacing_ms, horizon_ms, then (limit, window_ms) pairs.
+-- ARGV: member, spacing_ms, horizon_ms, wanted, then (limit, window_ms) pairs.
 -- The clock is Redis's own, read inside the script: every worker on every machine agrees on it,
 -- and no time can go stale between reading it and recording the request.
 -- Requests are paced evenly over the shortest window (a burst queues at the ERP, and its last
 -- requests arrive late, next to the following window's first ones), and no window may overflow.
 -- The earliest send time that respects all of that is computed and, when it is within the horizon,
 -- reserved for the caller, who sleeps until then and sends: no slot is lost to callers polling, and
--- reservations are served in the order they were made. Answer: {reserved 0/1, milliseconds from now}.
+-- reservations are served in the order they were made. Up to `wanted` consecutive send times are
+-- reserved this way in one call. Answer: {0, milliseconds until the first free time} when even
+-- the first is beyond the horizon, else {1, milliseconds from now of each reserved time...}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local member = ARGV[1]
 local spacing = tonumber(ARGV[2])
 local horizon = tonumber(ARGV[3])
+local wanted = tonumber(ARGV[4])
 local pace = KEYS[#KEYS]
-local at = now
-local nxt = tonumber(redis.call('GET', pace) or '0')
-if nxt > at then at = nxt end
-for i = 1, #KEYS - 1 do
-  local limit = tonumber(ARGV[i * 2 + 2])
-  local window = tonumber(ARGV[i * 2 + 3])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
-  local count = redis.call('ZCARD', KEYS[i])
-  if count >= limit then
-    local oldest = redis.call('ZRANGE', KEYS[i], count - limit, count - limit, 'WITHSCORES')
-    local free = tonumber(oldest[2]) + window
-    if free > at then at = free end
-  end
+local windows = #KEYS - 1
+for i = 1, windows do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - tonumber(ARGV[i * 2 + 4]))
 end
-local delay = at - now
-if delay > horizon then return {0, tostring(delay)} end
-for i = 1, #KEYS - 1 do
-  local window = tonumber(ARGV[i * 2 + 3])
-  redis.call('ZADD', KEYS[i], at, member)
-  redis.call('PEXPIRE', KEYS[i], math.ceil(window + delay) + 1000)
+local nxt = tonumber(redis.call('GET', pace) or '0')
+local out = {1}
+for k = 1, wanted do
+  local at = now
+  if nxt > at then at = nxt end
+  for i = 1, windows do
+    local limit = tonumber(ARGV[i * 2 + 3])
+    local window = tonumber(ARGV[i * 2 + 4])
+    local count = redis.call('ZCARD', KEYS[i])
+    if count >= limit then
+      local oldest = redis.call('ZRANGE', KEYS[i], count - limit, count - limit, 'WITHSCORES')
+      local free = tonumber(oldest[2]) + window
+      if free > at then at = free end
+    end
+  end
+  local delay = at - now
+  if delay > horizon then
+    if k == 1 then return {0, tostring(delay)} end
+    break
+  end
+  for i = 1, windows do
+    redis.call('ZADD', KEYS[i], at, member .. ':' .. k)
+    redis.call('PEXPIRE', KEYS[i], math.ceil(tonumber(ARGV[i * 2 + 4]) + delay) + 1000)
+  end
+  nxt = at + spacing
+  out[#out + 1] = tostring(delay)
 end
 if spacing > 0 then
-  redis.call('SET', pace, tostring(at + spacing), 'PX', math.ceil(delay + spacing) + 1000)
+  redis.call('SET', pace, tostring(nxt), 'PX', math.ceil(nxt - now) + 1000)
 end
-return {1, tostring(delay)}
+return out
 """
 
 
@@ -132,7 +146,18 @@ class RedisRateLimiter:
     network jitter, and the ERP counts by arrival, so a window of exactly 1 s would sometimes
     let one request too many land inside the ERP's second.
     A caller reserves its send time (at most `horizon` seconds ahead) and sleeps until then.
+
+    When an account's pace leaves less than BLOCK_SPAN between two requests, a round trip to
+    Redis per request would cost more than the pace allows: one call then reserves the next
+    send times that fall within BLOCK_SPAN (at most BLOCK_MAX), and this process's threads use
+    them in order. A reserved time is used at most LATE late; one later than that is dropped
+    (it stays counted, so a window is never overrun), and so are those a process no longer needs.
+    At any pace of 100 requests a second or slower, every request reserves its own time.
     """
+
+    BLOCK_SPAN = 0.010
+    BLOCK_MAX = 32
+    LATE = 0.010
 
     def __init__(self, redis, prefix: str = "tecpet:ratelimit", safety: float = 0.04, horizon: float = 2.0):
         self.redis = redis
@@ -140,25 +165,66 @@ class RedisRateLimiter:
         self.safety = safety
         self.horizon = horizon
         self._script = redis.register_script(_RESERVE)
+        self._kept: dict[tuple, deque[float]] = {}
+        self._kept_lock = threading.Lock()
 
-    def reserve(self, account_key: str, limit: RateLimit) -> tuple[bool, float]:
-        """(True, seconds until the reserved send time); or, when the earliest free time is further
-        away than the horizon, (False, seconds until then) and nothing reserved."""
-        if not limit.windows:
-            return True, 0.0  # only an in-flight cap, no rate
+    def _plan(self, account_key: str, limit: RateLimit) -> tuple[list[str], list, int]:
         safety = self.safety if limit.safety is None else limit.safety
         shortest = min(limit.windows, key=lambda w: w[1])
-        spacing_ms = shortest[1] * 1000.0 * (1 + safety) / shortest[0]
-        keys, args = [], [uuid.uuid4().hex, spacing_ms, self.horizon * 1000.0]
+        spacing = shortest[1] * (1 + safety) / shortest[0]
+        block = max(1, min(self.BLOCK_MAX, int(self.BLOCK_SPAN / spacing))) if spacing > 0 else self.BLOCK_MAX
+        keys, args = [], [uuid.uuid4().hex, spacing * 1000.0, self.horizon * 1000.0, block]
         for count, seconds in limit.windows:
             keys.append(f"{self.prefix}:{account_key}:{count}/{seconds}")
             args += [count, seconds * 1000.0 * (1 + safety)]
         keys.append(f"{self.prefix}:{account_key}:pace")
-        reserved, delay_ms = self._script(keys=keys, args=args)
-        return bool(int(reserved)), max(0.0, float(delay_ms)) / 1000.0
+        return keys, args, block
+
+    def reserve_times(self, account_key: str, limit: RateLimit) -> tuple[bool, list[float]]:
+        """(True, seconds until each reserved send time: one, or a block at a fast pace); or, when
+        the earliest free time is further away than the horizon, (False, [seconds until then])
+        and nothing reserved."""
+        if not limit.windows:
+            return True, [0.0]  # only an in-flight cap, no rate
+        keys, args, _ = self._plan(account_key, limit)
+        answer = self._script(keys=keys, args=args)
+        return bool(int(answer[0])), [max(0.0, float(d)) / 1000.0 for d in answer[1:]]
+
+    def reserve(self, account_key: str, limit: RateLimit) -> tuple[bool, float]:
+        """(True, seconds until the first reserved send time) or (False, seconds until the earliest
+        free time); at a fast pace the block's other times are kept for this process's next calls."""
+        reserved, delays = self.reserve_times(account_key, limit)
+        if reserved and len(delays) > 1:
+            self._keep((account_key, limit), [time.monotonic() + d for d in delays[1:]])
+        return reserved, delays[0]
+
+    def _keep(self, key: tuple, times: list[float]) -> None:
+        with self._kept_lock:
+            self._kept.setdefault(key, deque()).extend(times)
+
+    def _take_kept(self, key: tuple) -> float | None:
+        """The earliest send time this process holds for `key` that is not too late, or None."""
+        with self._kept_lock:
+            kept = self._kept.get(key)
+            if not kept:
+                return None
+            now = time.monotonic()
+            while kept and kept[0] < now - self.LATE:
+                kept.popleft()
+            if not kept:
+                del self._kept[key]
+                return None
+            return kept.popleft()
 
     def acquire(self, account_key: str, limit: RateLimit, max_wait: float = 120.0) -> None:
-        """Return at this request's send time: reserve it, then sleep until it comes."""
+        """Return at this request's send time: reserve it (or take one this process reserved in
+        a block), then sleep until it comes."""
+        at = self._take_kept((account_key, limit))
+        if at is not None:
+            delay = at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            return
         deadline = time.monotonic() + max_wait
         while True:
             reserved, delay = self.reserve(account_key, limit)
