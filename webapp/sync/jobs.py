@@ -17,7 +17,8 @@ from . import outbox, runs
 from .connectors import build_connector, http_client
 from .pull import pull_all
 from .verify import verify_chunk
-from .push import push_customer_chunk, push_invoice
+from .customer_step import push_customer_chunk
+from .push import push_invoice
 
 log = logging.getLogger(__name__)
 PAUSE_AFTER_FAILURES = 5

@@ -1,4 +1,5 @@
-"""Push jobs: customers in batches, invoices one by one (order, receivables, NFS-e/NF-e).
+"""Push jobs: invoices one by one (order, receivables, NFS-e/NF-e), and the customer each one needs
+(customers in batches: customer_step.py).
 
 Exactly-once effect on at-least-once delivery: before any create the binding is written as
 "pending" (the intent); a retry that finds a pending binding searches the ERP first.
@@ -10,15 +11,12 @@ import time
 
 from sqlalchemy import select
 
-from integrations.base import (Capability, ConnectorError, Feature, FinancialResult, FiscalState, PermanentError,
-                               PushResult)
+from integrations.base import Capability, ConnectorError, Feature, FinancialResult, FiscalState, PermanentError
 
 from ..extensions import db
 from ..health import check_customer
-from ..record_health import records_differ
 from ..models import Binding, Customer, Integration, Invoice, InvoiceReceivable, SyncRecord, SyncRun, utcnow
 from . import runs
-from .erp_index import ErpIndex
 from .locks import record_locks
 from .connectors import feature_on
 from .records import customer_record, invoice_record
@@ -53,81 +51,6 @@ def _bind(b: Binding, remote_id: str, payload_hash: str, remote_copy: dict | Non
     if remote_copy:
         b.remote_copy = remote_copy
         b.remote_seen_at = utcnow()
-
-
-def _commit_keeping_loaded() -> None:
-    """Commit without expiring what the session holds. For a step's records and bindings only:
-    they are under this worker's record locks, so what is loaded is what is stored, and reading
-    them all back after the commit would be a query per kind for nothing."""
-    session = db.session()
-    expire = session.expire_on_commit
-    session.expire_on_commit = False
-    try:
-        session.commit()
-    finally:
-        session.expire_on_commit = expire
-
-
-def push_customer_chunk(run: SyncRun, integration: Integration, connector, record_ids: list[int]) -> None:
-    """One batch under the records' locks: health-check, skip unchanged, record intents, push,
-    record outcomes; one commit."""
-    local_ids = list(db.session.scalars(select(SyncRecord.local_id).where(SyncRecord.id.in_(record_ids))))
-    with record_locks(integration.id, "customer", local_ids):
-        _push_customer_chunk(run, integration, connector, record_ids)
-
-
-def _push_customer_chunk(run: SyncRun, integration: Integration, connector, record_ids: list[int]) -> None:
-    # re-read under the lock: another worker may have finished some of these meanwhile
-    recs = list(db.session.scalars(select(SyncRecord).where(SyncRecord.id.in_(record_ids), SyncRecord.outcome == "pending")
-                                   .order_by(SyncRecord.id).execution_options(populate_existing=True)))
-    local_ids = [r.local_id for r in recs]
-    customers = {c.id: c for c in db.session.scalars(select(Customer).where(
-        Customer.clinic_id == integration.clinic_id, Customer.id.in_(local_ids)))}
-    bindings = _bindings(integration.id, "customer", local_ids)
-    requirements = type(connector).record_requirements
-    index = ErpIndex.for_run(run, connector)
-    to_push = []
-    for rec in recs:
-        c = customers.get(rec.local_id)
-        if c is None:
-            runs.set_outcome(run, rec, "skipped", "The customer no longer exists in TecPet")
-            continue
-        record = customer_record(c)
-        errors = error_summary(check_customer(record, requirements))
-        if errors:
-            runs.set_outcome(run, rec, "skipped", f"Not sent: fix the customer record first ({errors})")
-            continue
-        payload_hash = Binding.hash_payload(record.to_dict())
-        b = bindings.get(c.id)
-        if b is not None and b.state == "bound" and b.payload_hash == payload_hash:
-            runs.set_outcome(run, rec, "unchanged", "Already up to date in the ERP", b.remote_id)
-            continue
-        fresh = b is None  # no earlier attempt: the ERP index may answer for the search
-        b = _intent(integration, "customer", c.id, b)
-        bindings[c.id] = b
-        hint = b.remote_id if b.state == "bound" else None
-        if fresh and index is not None:
-            hint, remote = index.hint(record)
-            if remote is not None and not records_differ(record, remote.record):
-                _bind(b, remote.remote_id, payload_hash, remote.record.to_dict())
-                runs.set_outcome(run, rec, "unchanged", "Already in the ERP: linked", remote.remote_id)
-                continue
-        to_push.append((rec, record, b, payload_hash, hint))
-    _commit_keeping_loaded()  # intents are durable before any remote create
-    if not to_push:
-        return
-    db.session.refresh(run)  # its counters move with every step, whichever job made it
-    results = connector.upsert_customers([(record, hint) for _, record, _, _, hint in to_push])
-    if len(results) != len(to_push):
-        raise ConnectorError(f"The connector answered {len(results)} outcomes for {len(to_push)} customers")
-    for (rec, record, b, payload_hash, _), result in zip(to_push, results):
-        if isinstance(result, PushResult):
-            outcome = "created" if result.created else "updated"
-            _bind(b, result.remote_id, payload_hash, result.remote_copy or None)
-            runs.set_outcome(run, rec, outcome, "", result.remote_id)
-        else:
-            runs.set_outcome(run, rec, "failed", result.plain() if isinstance(result, ConnectorError) else str(result))
-    db.session.commit()
 
 
 def ensure_customer_bound(integration: Integration, connector, customer: Customer) -> str:

@@ -53,6 +53,15 @@ def set_outcome(run: SyncRun, rec: SyncRecord, outcome: str, message: str = "", 
     run.heartbeat_at = utcnow()
 
 
+def count_outcomes(run: SyncRun, counts: dict[str, int], now) -> None:
+    """Pending records of the run moved to these outcomes ({outcome: how many}), written in bulk:
+    the run's counters follow, as set_outcome moves them one by one."""
+    for outcome, n in counts.items():
+        setattr(run, outcome, getattr(run, outcome) + n)
+    run.done += sum(counts.values())
+    run.heartbeat_at = now
+
+
 def add_record(run: SyncRun, entity: str, local_id: int | None, label: str, outcome: str,
                message: str = "", remote_id: str = "") -> SyncRecord:
     """For pulls: records are discovered, not planned."""
