@@ -102,7 +102,7 @@ class VhsysConnector(Connector):
         _length_rule("complement", 45, "address complement (complemento_cliente)"),
         _length_rule("phone", 20, "phone (celular_cliente / fone_cliente)"),
     )
-    batch_size = 50
+    batch_size = 200  # no batch calls: records per step at most, for an account whose pace allows them
     notes = (
         "Each billed invoice becomes a service order (OS) with its installments, plus one receivable per "
         "installment marked OS_<order>. Do not use \"Lançar Contas\" on these orders inside VHSYS, or the "

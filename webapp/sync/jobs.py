@@ -179,18 +179,21 @@ def _continue_later(run: SyncRun) -> str:
 
 
 STEP_SECONDS = 5.0  # a per-record step commits its progress about this often at the ERP's own pace
+STEP_RECORDS = (10, 200)
 
 
 def chunk_size(connector) -> int:
     """Records per committed step: the ERP's batch when it has batch calls; otherwise what the
-    account's rate limit lets through in about STEP_SECONDS, between 10 and 50 records (VHSYS,
-    bound by 10,000 an hour: 13), so the progress bar moves every few seconds at any pace and a
-    fast account does not pay a step's fixed database work every few records."""
+    account's rate limit lets through in about STEP_SECONDS, between 10 and 200 records and at
+    most the connector's batch_size (VHSYS, bound by 10,000 an hour: 13), so the progress bar moves
+    every few seconds at any pace and a fast account does not pay a step's fixed database work
+    every few records."""
     cls = type(connector)
     if cls.upsert_customers is not Connector.upsert_customers:
         return max(1, cls.batch_size)
     per_second = min((count / seconds for count, seconds in connector.limit.windows), default=10.0)
-    return max(1, min(cls.batch_size, max(10, min(50, int(per_second * STEP_SECONDS)))))
+    low, high = STEP_RECORDS
+    return max(1, min(cls.batch_size, max(low, min(high, int(per_second * STEP_SECONDS)))))
 
 
 def _postpone(run_id: int, exc: ConnectorError) -> str:
