@@ -298,3 +298,45 @@ def test_the_dashboard_status_reads_the_chosen_integration_and_its_last_five_fin
     integ.paused_reason = "Paused: the ERP refused the credentials"
     db_session.commit()
     assert status() == ("paused", "Paused: the ERP refused the credentials")
+
+
+def test_a_finished_runs_dashboard_item_is_kept_until_its_state_or_the_language_changes(world, web, db_session,
+                                                                                        monkeypatch):
+    from webapp import run_progress
+    a = world["clinic_a"]
+    now = datetime.utcnow()
+    run = _run(db_session, a, status="failed", queued_at=now, started_at=now - timedelta(seconds=4), finished_at=now,
+               total=10, done=10, created=6, failed=4, error="VHSYS refused 4 records")
+    db_session.commit()
+    owner = web("owner-a@test")
+    rendered = []
+    original = run_progress._run_item
+    monkeypatch.setattr(run_progress, "_run_item", lambda *args: rendered.append(args[0].id) or original(*args))
+
+    def dashboard(lang: str) -> str:
+        owner.get(f"/c/{a.id}/?lang={lang}")  # the language is chosen once, then kept in the session
+        return owner.get(f"/c/{a.id}/").get_data(as_text=True)
+
+    def item(lang: str) -> str:
+        page = dashboard(lang)
+        return page[page.index(f'<a href="/c/{a.id}/runs/{run.id}">'):page.index(f'id="run-{run.id}-progress"')]
+
+    first = item("en")
+    assert item("en") == first and rendered == [run.id]  # kept: rendered once
+    assert "Run #" in first and item("pt_BR") != first and rendered == [run.id] * 2  # per language
+    run.status, run.failed, run.updated, run.error = "succeeded", 0, 4, ""  # records retried from the run page
+    db_session.commit()
+    page = dashboard("en")
+    assert rendered == [run.id] * 3 and "VHSYS refused 4 records" not in page and "b-succeeded" in page
+
+    running = SyncRun(clinic_id=a.id, integration_id=run.integration_id, erp="vhsys", direction="push",
+                      entity="customer", trigger="event", status="running", queued_at=now, started_at=now, total=10,
+                      done=1)
+    db_session.add(running)
+    db_session.commit()
+    dashboard("en")
+    dashboard("en")
+    assert rendered.count(running.id) == 2  # an active run's item is rendered on every request
+    monkeypatch.setattr(run_progress, "MAX_FINISHED_ITEMS", 1)
+    dashboard("pt_BR")
+    assert len(run_progress._FINISHED_ITEMS) <= 1

@@ -28,6 +28,10 @@ from jinja2 import pass_context
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
+from integrations.registry import CONNECTORS, connector_class
+
+from .formatting import tax_id as masked
+
 log = logging.getLogger(__name__)
 
 TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
@@ -418,7 +422,6 @@ _TITLE_CACHE: dict[tuple[str, str], str] = {}
 
 def _problem_title(code: str) -> str:
     head, _, kind = (code or "").partition(".")
-    from integrations.registry import CONNECTORS
     if head in CONNECTORS:
         return gettext("%(erp)s rule: %(field)s", erp=_erp_label(head), field=_erp_rule_field(kind))
     what = _PROBLEM_KIND.get(kind)
@@ -426,7 +429,6 @@ def _problem_title(code: str) -> str:
 
 
 def _erp_label(name: str) -> str:
-    from integrations.registry import connector_class
     try:
         return connector_class(name).label
     except (KeyError, ImportError, AttributeError):
@@ -447,9 +449,7 @@ def problem_text(problem: dict, customer=None) -> str:
         return message
     code, field = problem.get("code", ""), problem.get("field", "")
     value = str(getattr(customer, field, "") or "") if customer is not None and field else ""
-    from .formatting import tax_id as masked
     head, _, kind = code.partition(".")
-    from integrations.registry import CONNECTORS
     if head in CONNECTORS:
         limit = _AT_MOST.search(message)
         if kind.endswith("too_long") and limit:

@@ -12,7 +12,7 @@ from flask import request, url_for
 from markupsafe import Markup, escape
 
 from .formatting import br_date, duration, number, row_urls, run_pace
-from .i18n import gettext, label
+from .i18n import current_lang, gettext, label
 
 _OUTCOMES = ("created", "updated", "unchanged", "skipped")
 
@@ -73,18 +73,38 @@ def run_progress(run, clinic_id: int) -> Markup:
         f'</div>\n')
 
 
+# what a finished run's dashboard item shows: once finished, a run's item never changes again
+_ITEM_FIELDS = ("id", "status", "direction", "entity", "trigger", "total", "done", "created", "updated", "unchanged",
+                "skipped", "failed", "error", "queued_at", "started_at", "finished_at")
+_FINISHED_ITEMS: dict[tuple, Markup] = {}
+MAX_FINISHED_ITEMS = 4096
+
+
 def recent_runs(runs, clinic_id: int) -> Markup:
-    """The dashboard's recent runs: each one's title line (link, what, when) and progress block."""
+    """The dashboard's recent runs: each one's title line (link, what, when) and progress block.
+    A finished run's item is rendered once per language and state, and kept (bounded)."""
     run_url = row_urls("history.run", "run_id", clinic_id=clinic_id)
     out = []
     for r in runs:
-        title = escape(gettext("Run #%(id)s", id=r.id))
-        out.append(
-            f'<div class="run-item">\n<p class="run-title"><a href="{run_url(r.id)}">{title}</a> · '
+        if not r.finished:
+            out.append(_run_item(r, clinic_id, run_url))
+            continue
+        key = (current_lang(), request.script_root, clinic_id, *(getattr(r, f) for f in _ITEM_FIELDS))
+        item = _FINISHED_ITEMS.get(key)
+        if item is None:
+            if len(_FINISHED_ITEMS) >= MAX_FINISHED_ITEMS:
+                _FINISHED_ITEMS.clear()
+            item = _FINISHED_ITEMS[key] = _run_item(r, clinic_id, run_url)
+        out.append(item)
+    return Markup("".join(out))
+
+
+def _run_item(r, clinic_id: int, run_url) -> str:
+    title = escape(gettext("Run #%(id)s", id=r.id))
+    return (f'<div class="run-item">\n<p class="run-title"><a href="{run_url(r.id)}">{title}</a> · '
             f'{escape(label("direction", r.direction))} · {escape(label("entity", r.entity))} · '
             f'{escape(label("trigger", r.trigger))} <span class="muted">· {escape(br_date(r.queued_at))}</span></p>\n'
             f'{run_progress(r, clinic_id)}</div>\n')
-    return Markup("".join(out))
 
 
 def install(app) -> None:
