@@ -19,7 +19,7 @@ from .common import REDIS_URL, Database, SandboxProcess, flush_redis
 # (label, file suffix, function name): cumulative time of these entry points
 STAGES = [
     ("whole job (execute_run)", "webapp/sync/jobs.py", "_execute_run"),
-    ("customer chunk (push_customer_chunk)", "webapp/sync/push.py", "push_customer_chunk"),
+    ("customer step (push_customer_chunk)", "webapp/sync/customer_step.py", "push_customer_chunk"),
     ("  Redis record locks (acquire)", "contextlib.py", "__enter__"),
     ("  connector.upsert_customers", "integrations/base.py", "upsert_customers"),
     ("    find_customer (search before create)", "integrations/vhsys/client.py", "find_customer"),
@@ -29,7 +29,8 @@ STAGES = [
     ("      requests Session.request", "requests/sessions.py", "request"),
     ("  health rules (check_customer)", "webapp/health.py", "check_customer"),
     ("  payload hash (Binding.hash_payload)", "webapp/models.py", "hash_payload"),
-    ("  run counters (runs.set_outcome)", "webapp/sync/runs.py", "set_outcome"),
+    ("  step reads (one query)", "webapp/sync/customer_step.py", "_rows"),
+    ("  step writes (bulk statements + commit)", "webapp/sync/customer_step.py", "_write"),
     ("  SQL: Session.execute/scalars", "sqlalchemy/orm/session.py", "execute"),
     ("  SQL: Session.commit", "sqlalchemy/orm/session.py", "commit"),
     ("next pending ids (runs.pending_ids)", "webapp/sync/runs.py", "pending_ids"),

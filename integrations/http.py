@@ -6,6 +6,7 @@
   machines share one budget (sliding-window log per window, atomic in a Lua script);
 - an optional cap on requests in flight per account (a Redis semaphore);
 - secrets redacted from every log line this module (or a connector through it) writes.
+Requests are prepared and sent by transport.py (urllib3's pool, no requests.Session).
 """
 from __future__ import annotations
 
