@@ -250,3 +250,11 @@ def login_session(base_url: str, email: str, password: str):
 
 def cookie_header(session) -> str:
     return "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+
+
+def browser_headers(session) -> dict[str, str]:
+    """What a logged-in browser sends with every request: its cookies and the User-Agent it logged
+    in with. Flask-Login's session protection compares the User-Agent with the one of the login;
+    a client that sends another one (the load generator sent none) has its session marked
+    non-fresh, and, since it never stores the cookie it gets back, re-signed on every response."""
+    return {"Cookie": cookie_header(session), "User-Agent": session.headers["User-Agent"]}

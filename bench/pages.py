@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import event, update
 
 from . import loadgen
-from .common import cookie_header, login_session, ms, percentile
+from .common import browser_headers, login_session, ms, percentile
 
 
 def page_paths(data: dict) -> dict[str, str]:
@@ -86,7 +86,7 @@ def p4(dbase, base: str | list[str], data: dict, duration: float, clients: int =
     out: dict = {"clients": clients, "duration_s": duration,
                  "server": f"{len(servers)} x gunicorn 1 worker x {P4_SERVERS['threads']} thread(s), clients shared evenly",
                  "pages": {}, "target": 5.0}
-    headers = {"Cookie": cookie_header(login_session(servers[0], data["owner_a"], data["password"]))}
+    headers = browser_headers(login_session(servers[0], data["owner_a"], data["password"]))
     for path in ["/healthz", *paths.values()]:  # warm every worker thread's imports and caches
         loadgen.closed_loop(base, [path], clients, warm, headers)
     health_runs = [loadgen.closed_loop(base, ["/healthz"], clients, duration, headers)["/healthz"]]
@@ -129,7 +129,7 @@ def p6(base: str, db, data: dict, duration: float, clients: int = 200) -> dict:
                     done=SyncRun.done + 50, created=SyncRun.created + 50, heartbeat_at=datetime.utcnow()))
             writes["n"] += 1
 
-    headers = {"Cookie": cookie_header(login_session(base, data["owner_a"], data["password"])), "HX-Request": "true"}
+    headers = {**browser_headers(login_session(base, data["owner_a"], data["password"])), "HX-Request": "true"}
     loadgen.closed_loop(base, [path], 20, 0.5, headers)  # warm
     t = threading.Thread(target=writer, daemon=True)
     t.start()
