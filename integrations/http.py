@@ -181,27 +181,21 @@ class RedisRateLimiter:
         keys.append(f"{self.prefix}:{account_key}:pace")
         return keys, args, block
 
-    def reserve_times(self, account_key: str, limit: RateLimit) -> tuple[bool, list[float]]:
-        """(True, seconds until each reserved send time: one, or a block at a fast pace); or, when
-        the earliest free time is further away than the horizon, (False, [seconds until then])
-        and nothing reserved."""
+    def reserve(self, account_key: str, limit: RateLimit) -> tuple[bool, float]:
+        """(True, seconds until the reserved send time); or, when the earliest free time is further
+        away than the horizon, (False, seconds until then) and nothing reserved. At a fast pace one
+        call reserves a block: its other times are kept for this process's next calls."""
         if not limit.windows:
-            return True, [0.0]  # only an in-flight cap, no rate
+            return True, 0.0  # only an in-flight cap, no rate
         keys, args, _ = self._plan(account_key, limit)
         answer = self._script(keys=keys, args=args)
-        return bool(int(answer[0])), [max(0.0, float(d)) / 1000.0 for d in answer[1:]]
-
-    def reserve(self, account_key: str, limit: RateLimit) -> tuple[bool, float]:
-        """(True, seconds until the first reserved send time) or (False, seconds until the earliest
-        free time); at a fast pace the block's other times are kept for this process's next calls."""
-        reserved, delays = self.reserve_times(account_key, limit)
+        delays = [max(0.0, float(d)) / 1000.0 for d in answer[1:]]
+        reserved = bool(int(answer[0]))
         if reserved and len(delays) > 1:
-            self._keep((account_key, limit), [time.monotonic() + d for d in delays[1:]])
+            now = time.monotonic()
+            with self._kept_lock:
+                self._kept.setdefault((account_key, limit), deque()).extend(now + d for d in delays[1:])
         return reserved, delays[0]
-
-    def _keep(self, key: tuple, times: list[float]) -> None:
-        with self._kept_lock:
-            self._kept.setdefault(key, deque()).extend(times)
 
     def _take_kept(self, key: tuple) -> float | None:
         """The earliest send time this process holds for `key` that is not too late, or None."""

@@ -19,12 +19,15 @@ MAX_KEPT = 1024
 _KEPT: dict[Hashable, Markup] = {}
 
 
-def kept(key: Hashable, render: Callable[[], str]) -> Markup:
-    html = _KEPT.get(key)
+def kept(key: Hashable, render: Callable[[], str], store: dict | None = None, limit: int | None = None) -> Markup:
+    """The kept HTML for `key`, rendered now if absent. `store` and `limit`: another bounded store
+    than this module's (MAX_KEPT), for fragments that should not evict these."""
+    store = _KEPT if store is None else store
+    html = store.get(key)
     if html is None:
-        if len(_KEPT) >= MAX_KEPT:
-            _KEPT.clear()
-        html = _KEPT[key] = Markup(render())
+        if len(store) >= (MAX_KEPT if limit is None else limit):
+            store.clear()
+        html = store[key] = Markup(render())
     return html
 
 

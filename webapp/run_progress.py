@@ -12,6 +12,7 @@ from flask import request, url_for
 from markupsafe import Markup, escape
 
 from .formatting import br_date, duration, number, row_urls, run_pace
+from .fragments import kept
 from .i18n import current_lang, gettext, label
 
 _OUTCOMES = ("created", "updated", "unchanged", "skipped")
@@ -90,12 +91,7 @@ def recent_runs(runs, clinic_id: int) -> Markup:
             out.append(_run_item(r, clinic_id, run_url))
             continue
         key = (current_lang(), request.script_root, clinic_id, *(getattr(r, f) for f in _ITEM_FIELDS))
-        item = _FINISHED_ITEMS.get(key)
-        if item is None:
-            if len(_FINISHED_ITEMS) >= MAX_FINISHED_ITEMS:
-                _FINISHED_ITEMS.clear()
-            item = _FINISHED_ITEMS[key] = _run_item(r, clinic_id, run_url)
-        out.append(item)
+        out.append(kept(key, lambda: _run_item(r, clinic_id, run_url), _FINISHED_ITEMS, MAX_FINISHED_ITEMS))
     return Markup("".join(out))
 
 

@@ -59,11 +59,15 @@ class _CustomerStep:
         self.clinic_id = integration.clinic_id
         self.connector = connector
         self.now = utcnow()
+        self.intended: set[int] = set()  # customers given a binding by this step
+        self._gather()
+
+    def _gather(self) -> None:
+        """Start gathering the next write's rows."""
         self.outcomes: list[dict] = []
         self.counts: Counter[str] = Counter()
         self.new_bindings: list[dict] = []
         self.binds: dict[bool, list[dict]] = {True: [], False: []}
-        self.intended: set[int] = set()  # customers given a binding by this step
 
     def push(self, record_ids: list[int]) -> None:
         to_push = self._intents(self._rows(record_ids))
@@ -164,6 +168,5 @@ class _CustomerStep:
             session.refresh(self.run)  # its counters move with every step, whichever job made it
             runs.count_outcomes(self.run, self.counts, self.now)
         session.commit()
-        self.outcomes, self.counts, self.new_bindings = [], Counter(), []
-        self.binds = {True: [], False: []}
+        self._gather()
 
