@@ -23,6 +23,12 @@ class Result:
         else:
             self.errors += 1
 
+    def merge(self, other: "Result") -> None:
+        self.latencies.extend(other.latencies)
+        self.errors += other.errors
+        for status, n in other.statuses.items():
+            self.statuses[status] = self.statuses.get(status, 0) + n
+
 
 class Conn:
     def __init__(self, host: str, port: int, headers: dict[str, str]):
