@@ -142,3 +142,39 @@ def test_the_user_is_read_on_every_request_while_not_subscribed(app, world, web)
     _subscribed()
     copies.reset(False)  # Redis gone: the listener cannot hear drops, so nothing is kept
     assert [_user_reads(db, lambda: owner.get(f"/c/{a}/runs")) for _ in range(3)] == [1, 1, 1]
+
+
+def test_the_dashboards_run_figures_are_dropped_by_the_commit_that_changes_them(world, db_session, monkeypatch):
+    """page_cache.install: a commit that changes an integration, adds a run or changes a run's state
+    drops that clinic's status and daily figures, once the commit is done; a run's counters moving,
+    other rows, and a rolled-back change drop nothing."""
+    from webapp.models import Integration, SyncRun
+    a, b = world["clinic_a"], world["clinic_b"]
+    dropped = []
+    monkeypatch.setattr(page_cache, "forget_many", lambda clinics, *names: dropped.append((set(clinics), names)))
+    integ = Integration(clinic_id=a.id, erp="vhsys", enabled=True, features=[])
+    db_session.add(integ)
+    db_session.flush()
+    assert dropped == []  # not before the commit
+    db_session.commit()
+    assert dropped == [({a.id}, ("status", "daily"))]
+
+    run = SyncRun(clinic_id=b.id, integration_id=integ.id, erp="vhsys", direction="push", entity="customer",
+                  trigger="event", status="running", total=10)
+    db_session.add(run)
+    db_session.commit()
+    run.done, run.created = 5, 5  # a step's progress
+    db_session.commit()
+    assert dropped[1:] == [({b.id}, ("status", "daily"))]
+    run.status = "succeeded"
+    db_session.commit()
+    assert dropped[2:] == [({b.id}, ("status", "daily"))]
+
+    integ.paused_reason = "Paused"
+    db_session.flush()
+    db_session.rollback()
+    db_session.commit()
+    assert len(dropped) == 3  # rolled back: nothing to drop
+    a.name = "Another name"
+    db_session.commit()
+    assert len(dropped) == 3

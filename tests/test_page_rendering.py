@@ -255,8 +255,9 @@ def test_template_translations_keep_jinja_newstyle_rules(app):
 
 
 def test_the_dashboard_status_reads_the_chosen_integration_and_its_last_five_finished_runs(world, web, db_session):
-    """The dashboard reads the integration and its last finished runs in one query; the integration
-    page reads them apart (views.integration_status): both tell the same status."""
+    """The dashboard reads the integration and its last finished runs in one query, kept as a
+    figure until a commit changes an integration or a run's state; the integration page reads them
+    apart (views.integration_status): both tell the same status, after every change."""
     a, b = world["clinic_a"], world["clinic_b"]
     owner, support = web("owner-a@test"), web("support@test")
 

@@ -1,6 +1,7 @@
 """Short-lived per-clinic figures, so pages at 100,000 customers and 10,000 runs do not recompute
-them on every request: record health counts (dropped whenever a customer's health changes) and the
-dashboard's 30-day sync counts (dropped when a run ends).
+them on every request: record health counts (dropped whenever a customer's health changes), the
+dashboard's 30-day sync counts and its integration status (both dropped by the commit that changes
+an integration or a run's state, see install()).
 
 They live in Redis for TTL_SECONDS, shared by every process. A web process also keeps what it
 read for a few seconds (webapp/local_copies.py), so a page under load does not ask Redis each time
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
+from itertools import chain
 from typing import Any, Callable
 
 from redis.exceptions import RedisError
+from sqlalchemy import event, inspect
 
 from .local_copies import copies, drop_everywhere
 from .queues import redis_connection
@@ -75,3 +78,52 @@ def forget_health(clinic_id: int) -> None:
 
 def forget(clinic_id: int, *names: str) -> None:
     drop_everywhere([_key(name, clinic_id) for name in names], also_delete=True)
+
+
+def forget_many(clinic_ids, *names: str) -> None:
+    keys = [_key(name, clinic_id) for clinic_id in sorted(clinic_ids) for name in names]
+    if keys:
+        drop_everywhere(keys, also_delete=True)
+
+
+# --------------------------------------------------------------------------- drops on commit
+# What the dashboard reads of the integration (which one, enabled, paused) and of its runs (the last
+# finished ones, the 30-day counts) changes only when an Integration row does or a run's state does.
+# The session notes those clinics when it flushes and drops their figures once the commit is done:
+# a page that recomputes before then reads what was committed, and a rollback drops nothing.
+RUN_FIGURES = ("status", "daily")
+_PENDING = "tecpet_page_cache_drops"
+
+
+def _note_changes(session, _flush_context, _instances) -> None:
+    from .models import Integration, SyncRun
+    clinics = None
+    for obj in chain(session.new, session.dirty, session.deleted):
+        if isinstance(obj, Integration) or (isinstance(obj, SyncRun) and (
+                obj in session.new or obj in session.deleted or _state_changed(obj))):
+            if clinics is None:
+                clinics = session.info.setdefault(_PENDING, set())
+            clinics.add(obj.clinic_id)
+
+
+def _state_changed(run) -> bool:
+    attrs = inspect(run).attrs
+    return attrs.status.history.has_changes() or attrs.finished_at.history.has_changes()
+
+
+def _drop_committed(session) -> None:
+    clinics = session.info.pop(_PENDING, None)
+    if clinics:
+        forget_many(clinics, *RUN_FIGURES)
+
+
+def _discard(session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def install(session_class) -> None:
+    """Listen on the application's session class (once per process, however many apps it makes)."""
+    for name, fn in (("before_flush", _note_changes), ("after_commit", _drop_committed),
+                     ("after_rollback", _discard)):
+        if not event.contains(session_class, name, fn):
+            event.listen(session_class, name, fn)

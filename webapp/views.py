@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Callable, Hashable
+from typing import Callable, Hashable, NamedTuple
 
 from flask import abort, render_template
 from flask_babel import gettext
@@ -114,14 +114,39 @@ def _daily_counts(clinic_id: int) -> list[dict]:
             for r in rows]
 
 
+class _Chosen(NamedTuple):
+    """The dashboard's integration, as its cached status figure keeps it."""
+    id: int
+    erp: str
+    enabled: bool
+    paused_reason: str
+
+
+class _Finished(NamedTuple):
+    status: str
+    error: str
+
+
+def _integration_state(clinic_id: int) -> dict:
+    """The clinic's chosen integration and its last finished runs (the status card), as a figure
+    page_cache keeps: it changes only with an integration or a run's state."""
+    rows = db.session.execute(_DASHBOARD_INTEGRATION, {"clinic_id": clinic_id}).all()
+    if not rows:
+        return {"integration": None, "last": []}
+    first = rows[0]
+    return {"integration": [first.id, first.erp, bool(first.enabled), first.paused_reason or ""],
+            "last": [[r.status, r.error or ""] for r in rows if r.status is not None]}
+
+
 def dashboard_context(clinic) -> dict:
-    rows = db.session.execute(_DASHBOARD_INTEGRATION, {"clinic_id": clinic.id}).all()
-    integration = rows[0] if rows else None
-    status, why = integration_status(integration, [r for r in rows if r.status is not None])
+    figures = cached_many(clinic.id, {"status": lambda: _integration_state(clinic.id),
+                                      "health": lambda: _health_summary(clinic.id),
+                                      "daily": lambda: _daily_counts(clinic.id)})
+    state = figures.pop("status")
+    integration = _Chosen(*state["integration"]) if state["integration"] else None
+    status, why = integration_status(integration, [_Finished(*r) for r in state["last"]])
     runs = db.session.scalars(_RECENT_RUNS, {"clinic_id": clinic.id}).all()
-    return {"integration": integration, "status": status, "status_why": why, "runs": runs,
-            **cached_many(clinic.id, {"health": lambda: _health_summary(clinic.id),
-                                      "daily": lambda: _daily_counts(clinic.id)})}
+    return {"integration": integration, "status": status, "status_why": why, "runs": runs, **figures}
 
 
 def capability_panel_html(erp: str) -> Markup:
