@@ -20,10 +20,11 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlencode
 
+import babel
 import flask_babel
 from flask.globals import _cv_app  # the app context itself: `g` without the proxy, for hot paths
 from flask import current_app, g, has_request_context, redirect, render_template, request, session
-from flask_babel import Babel, get_locale, lazy_gettext as _l, lazy_pgettext
+from flask_babel import Babel, lazy_gettext as _l, lazy_pgettext
 from jinja2 import pass_context
 from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
@@ -128,20 +129,40 @@ def current_lang() -> str:
 
 
 def _resolve_lang() -> str:
-    locale = get_locale()
-    return str(locale) if locale is not None else current_app.config.get("BABEL_DEFAULT_LOCALE", "pt_BR")
+    """select_locale()'s choice, else the configured default: what Flask-Babel's get_locale() answers,
+    without parsing a babel Locale on every request."""
+    lang = select_locale()
+    if lang is None:
+        default = current_app.config.get("BABEL_DEFAULT_LOCALE", "pt_BR")
+        lang = _DEFAULT_LANG.get(default)
+        if lang is None:
+            lang = _DEFAULT_LANG[default] = str(babel.Locale.parse(default))
+    return lang
+
+
+_DEFAULT_LANG: dict[str, str] = {}
 
 
 def translations():
     """The page's catalog, looked up once per request: Flask-Babel resolves the domain, the locale and
-    its cache on every call, and a page makes a few hundred of them."""
+    its cache on every call, and a page makes a few hundred of them. The catalog of each language is
+    loaded once, for that language (force_locale), and kept."""
     ctx = _cv_app.get(None)
     if ctx is None:
         return flask_babel.get_translations()
     catalog = ctx.g.__dict__.get("_tecpet_translations")
     if catalog is None:
-        catalog = ctx.g._tecpet_translations = flask_babel.get_translations()
+        lang = current_lang()
+        key = (ctx.app.config.get("BABEL_TRANSLATION_DIRECTORIES"), lang)
+        catalog = _CATALOGS.get(key)
+        if catalog is None:
+            with flask_babel.force_locale(lang):
+                catalog = _CATALOGS[key] = flask_babel.get_translations()
+        ctx.g._tecpet_translations = catalog
     return catalog
+
+
+_CATALOGS: dict[tuple, object] = {}
 
 
 def gettext(string: str, **variables) -> str:
