@@ -188,3 +188,28 @@ def test_s3_login_is_throttled_and_cookies_are_hardened(app, world, web):
     assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
     report("S3-session", {"throttled_after": codes.index(429), "httponly": 1, "samesite": 1, "secure": 1})
+
+
+def test_s3_a_pages_csrf_token_is_reused_for_a_minute_per_session_and_still_checked(app, world, web, monkeypatch):
+    """webapp/csrf_tokens.py: pages of one session carry the same signed token for up to
+    REUSE_SECONDS; another session has its own; an old or foreign token is still refused."""
+    from webapp import csrf_tokens
+    clock = [1000.0]
+    monkeypatch.setattr(csrf_tokens.time, "monotonic", lambda: clock[0])
+    signed = []
+    real = csrf_tokens.generate_csrf
+    monkeypatch.setattr(csrf_tokens, "generate_csrf", lambda: signed.append(1) or real())
+    clinic = world["clinic_a"].id
+    page = f"/c/{clinic}/runs"
+    a, b = web("owner-a@test"), web("owner-a@test")
+    first = a.csrf(page)
+    assert first and a.csrf(page) == first and len(signed) == 1  # signed once, carried by both pages
+    assert b.csrf(page) != first
+    post = lambda w, token: w.post(f"{page}/999999/retry", {"csrf_token": token}, csrf=False)  # noqa: E731
+    assert post(b, first).status_code == 400  # a's token in b's session
+    assert post(a, first).status_code == 404  # past the CSRF check: no such run
+    clock[0] += csrf_tokens.REUSE_SECONDS + 1
+    signings = len(signed)
+    second = a.csrf(page)
+    assert len(signed) == signings + 1 and post(a, second).status_code == 404  # signed again
+    assert post(a, "not-a-token").status_code == 400

@@ -50,10 +50,11 @@ def create_app(config: Config | None = None, **overrides) -> Flask:
     register_filters(app)
     from .i18n import init_i18n
     init_i18n(app)
-    from . import fragments, layout, local_copies, page_cache, run_progress, table_rows
+    from . import csrf_tokens, fragments, layout, local_copies, page_cache, run_progress, table_rows
     from .read_only import PageSession
     local_copies.install(app)
     page_cache.install(PageSession)
+    csrf_tokens.install(app)
     fragments.install(app)
     layout.install(app)
     table_rows.install(app)

@@ -8,9 +8,9 @@ import secrets
 
 from flask import render_template, request
 from flask_login import current_user
-from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
 
+from .csrf_tokens import csrf_token
 from .fragments import kept
 from .i18n import current_lang
 
@@ -25,7 +25,7 @@ def page_header(clinic=None) -> Markup:
     html = kept(key, lambda: _render(user, clinic))
     if user is None:
         return html
-    return Markup(html.replace(_CSRF_SLOT, str(escape(generate_csrf()))))
+    return Markup(html.replace(_CSRF_SLOT, str(escape(csrf_token()))))
 
 
 def _render(user, clinic) -> str:

@@ -7,10 +7,10 @@ frame, headings and empty state, and these functions use the same labels, badges
 from __future__ import annotations
 
 from flask import url_for
-from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup, escape
 from sqlalchemy import DateTime
 
+from .csrf_tokens import csrf_token
 from .formatting import br_date, duration, number, row_urls, tax_id
 from .i18n import badge, gettext, label, problem_text
 from .models import Customer, SyncRecord, SyncRun, utcnow
@@ -74,7 +74,7 @@ def record_rows(run, records, clinic_id: int) -> Markup:
     retry_head = ""
     if run.direction == "push" and run.finished:
         retry_head = (f'<form method="post" action="{url_for("history.retry", clinic_id=clinic_id, run_id=run.id)}" '
-                      f'class="inline"><input type="hidden" name="csrf_token" value="{escape(generate_csrf())}">'
+                      f'class="inline"><input type="hidden" name="csrf_token" value="{escape(csrf_token())}">'
                       '<input type="hidden" name="record_id" value="')
         retry_word = escape(gettext("Retry"))
     out = []
