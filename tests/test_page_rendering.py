@@ -341,3 +341,25 @@ def test_a_finished_runs_dashboard_item_is_kept_until_its_state_or_the_language_
     monkeypatch.setattr(run_progress, "MAX_FINISHED_ITEMS", 1)
     dashboard("pt_BR")
     assert len(run_progress._FINISHED_ITEMS) <= 1
+
+
+def test_json_columns_are_read_with_orjson_and_what_it_refuses_still_reads(app, world, db_session):
+    """webapp/json_values.py is the engine's JSON reader on both databases; a value the standard
+    library wrote and orjson refuses (NaN) still comes back."""
+    import math
+    from sqlalchemy import text
+    from webapp import json_values
+    from webapp.models import Customer
+    assert db_session.get_bind().dialect._json_deserializer is json_values.loads
+    c = Customer(clinic_id=world["clinic_a"].id, external_id="J1", person_type="PF", name="Json",
+                 health_problems=[{"code": "name.missing", "weight": 1.5}])
+    db_session.add(c)
+    db_session.commit()
+    db_session.expire_all()
+    assert db_session.get(Customer, c.id).health_problems == [{"code": "name.missing", "weight": 1.5}]
+    if db_session.get_bind().dialect.name == "sqlite":  # jsonb on PostgreSQL refuses NaN itself
+        db_session.execute(text("UPDATE customers SET health_problems = :v WHERE id = :id"),
+                           {"v": '[{"weight": NaN}]', "id": c.id})
+        db_session.commit()
+        db_session.expire_all()
+        assert math.isnan(db_session.get(Customer, c.id).health_problems[0]["weight"])

@@ -5,6 +5,8 @@ import json
 import os
 from pathlib import Path
 
+from . import json_values
+
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
 
@@ -28,7 +30,7 @@ class Config:
         env = os.environ
         self.SECRET_KEY = env.get("SECRET_KEY") or "dev-only-secret-change-me"
         self.SQLALCHEMY_DATABASE_URI = normalize_database_url(env.get("DATABASE_URL") or _default_database_url())
-        self.SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+        self.SQLALCHEMY_ENGINE_OPTIONS: dict = {"json_deserializer": json_values.loads}
         # PostgreSQL: psycopg prepares a statement once it has run this many times, and the server
         # then keeps one generic plan for it until the table's statistics change. Pages gain from
         # it. The worker turns it off (None): a plan made while a new integration's bindings fitted
