@@ -1,13 +1,14 @@
 """Read models for pages: plain queries, scoped by clinic, with keyset pagination."""
 from __future__ import annotations
 
+from collections import namedtuple
 from datetime import timedelta
 from typing import Callable, Hashable, NamedTuple
 
 from flask import abort, render_template
 from flask_babel import gettext
 from markupsafe import Markup
-from sqlalchemy import bindparam, case, func, select
+from sqlalchemy import bindparam, case, func, select, true
 
 from integrations.base import capability_panel
 from integrations.registry import connector_class
@@ -16,7 +17,7 @@ from .extensions import db
 from .fragments import kept
 from .i18n import current_lang
 from .page_cache import cached, cached_many
-from .models import Customer, Integration, SyncRun, utcnow
+from .models import Customer, Integration, SyncRecord, SyncRun, utcnow
 
 
 def active_integration(clinic_id: int) -> Integration | None:
@@ -52,6 +53,49 @@ def run_or_404(clinic_id: int, run_id: int) -> SyncRun:
     if run is None:
         abort(404)
     return run
+
+
+def run_page(clinic_id: int, run_id: int, outcome: str, after: int | None, per_page: int, columns):
+    """A run's page in one query: the run (a clinic's, else 404) with one keyset page of its records
+    (`columns` of SyncRecord, optionally of one outcome, after a record id), as (run, rows, next_after).
+    The records' subquery is joined to the run's row, so another clinic's run gives no row at all.
+    The run is a transient SyncRun (its properties, no session), the records plain rows."""
+    shape = ("run_page", bool(outcome), bool(after), per_page, tuple(c.key for c in columns))
+    stmt = _PREPARED.get(shape)
+    if stmt is None:
+        page = select(*columns).where(SyncRecord.run_id == bindparam("run_id"))
+        if outcome:
+            page = page.where(SyncRecord.outcome == bindparam("outcome"))
+        if after:
+            page = page.where(SyncRecord.id > bindparam("after"))
+        page = page.order_by(SyncRecord.id).limit(per_page + 1).subquery("r")
+        stmt = _PREPARED[shape] = (
+            select(*SyncRun.__table__.columns, *page.c).select_from(SyncRun.__table__.outerjoin(page, true()))
+            .where(SyncRun.id == bindparam("run_id"), SyncRun.clinic_id == bindparam("clinic_id"))
+            .order_by(page.c.id))
+    params = {"run_id": run_id, "clinic_id": clinic_id, **({"outcome": outcome} if outcome else {}),
+              **({"after": after} if after else {})}
+    rows = db.session.connection().execute(stmt, params).all()
+    if not rows:
+        abort(404)
+    width = len(_RUN_KEYS)
+    run = SyncRun(**dict(zip(_RUN_KEYS, rows[0][:width])))
+    record = _row_type(tuple(c.key for c in columns))
+    records = [record._make(r[width:]) for r in rows if r[width] is not None]
+    more = len(records) > per_page
+    records = records[:per_page]
+    return run, records, (records[-1].id if more and records else None)
+
+
+_RUN_KEYS = tuple(c.key for c in SyncRun.__table__.columns)
+_ROW_TYPES: dict[tuple[str, ...], type] = {}
+
+
+def _row_type(keys: tuple[str, ...]) -> type:
+    kind = _ROW_TYPES.get(keys)
+    if kind is None:
+        kind = _ROW_TYPES[keys] = namedtuple("Row", keys)
+    return kind
 
 
 def integration_status(integration, last=None) -> tuple[str, str]:

@@ -13,9 +13,9 @@ from integrations.registry import CONNECTORS, connector_class
 from ..access import audit, clinic_scope
 from ..sync.retry import NothingToRetry, retry_failed
 from ..extensions import db
-from ..models import SyncRecord, SyncRun, utcnow
+from ..models import SyncRun, utcnow
 from ..table_rows import RECORD_COLUMNS, RUN_COLUMNS
-from ..views import keyset, prepared, run_or_404
+from ..views import keyset, prepared, run_or_404, run_page
 from ..params import row_id
 from ..read_only import reads_only
 
@@ -54,20 +54,14 @@ def runs(clinic_id: int):
                            erp=erp if erp in CONNECTORS else "", erps=tuple((n, connector_class(n).label) for n in CONNECTORS))
 
 
-_RECORDS = {False: select(SyncRecord).where(SyncRecord.run_id == bindparam("run_id")),
-            True: select(SyncRecord).where(SyncRecord.run_id == bindparam("run_id"), SyncRecord.outcome == bindparam("outcome"))}
-
-
 @bp.route("/c/<int:clinic_id>/runs/<int:run_id>")
 @login_required
 @reads_only
 def run(clinic_id: int, run_id: int):
     clinic = clinic_scope(clinic_id)
-    run = run_or_404(clinic.id, run_id)
     outcome = request.args.get("outcome", "")
-    params = {"run_id": run.id, **({"outcome": outcome} if outcome else {})}
-    rows, next_after = keyset(_RECORDS[bool(outcome)], SyncRecord.id, request.args.get("after", type=row_id), PER_PAGE,
-                              descending=False, columns=RECORD_COLUMNS, params=params, shape=("records", bool(outcome)))
+    run, rows, next_after = run_page(clinic.id, run_id, outcome, request.args.get("after", type=row_id), PER_PAGE,
+                                     RECORD_COLUMNS)
     return render_template("history/run.html", clinic=clinic, run=run, records=rows, next_after=next_after,
                            outcome=outcome)
 
