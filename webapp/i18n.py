@@ -463,6 +463,14 @@ def _erp_rule_field(kind: str) -> str:
     return kind.replace("_", " ")
 
 
+_WITH_IBGE_HINT = ("city_ibge_code.missing", "city_ibge_code.invalid", "city.ibge_mismatch")
+
+
+def _ibge_hint(message: str) -> str:
+    hint = _IBGE_HINT.search(message)
+    return gettext(" The IBGE code of %(place)s is %(code)s.", place=hint.group(1), code=hint.group(2)) if hint else ""
+
+
 def problem_text(problem: dict, customer=None) -> str:
     """The problem's sentence in the page's language."""
     message = problem.get("message", "")
@@ -479,8 +487,7 @@ def problem_text(problem: dict, customer=None) -> str:
         return gettext("%(erp)s needs the %(field)s filled in correctly: complete it.", erp=_erp_label(head),
                        field=field_label(field))
     person = getattr(customer, "person_type", "") if customer is not None else ""
-    hint = _IBGE_HINT.search(message)
-    ibge_hint = gettext(" The IBGE code of %(place)s is %(code)s.", place=hint.group(1), code=hint.group(2)) if hint else ""
+    ibge_hint = _ibge_hint(message) if code in _WITH_IBGE_HINT else ""
     if code == "tax_id.missing":
         doc = {"PF": "CPF", "PJ": "CNPJ"}.get(person, "CPF/CNPJ")
         return gettext("The %(doc)s is empty: ask the customer for it and enter it.", doc=doc)

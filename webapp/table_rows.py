@@ -23,8 +23,10 @@ RUN_COLUMNS = tuple(getattr(SyncRun, name) for name in (
     "skipped", "failed"))
 RECORD_COLUMNS = tuple(getattr(SyncRecord, name) for name in (
     "id", "entity", "local_id", "label", "outcome", "remote_id", "message"))
-# a problem's sentence quotes the field it is about (problem_text): every field but the timestamps
-WARNING_COLUMNS = tuple(c for c in Customer.__table__.columns if not isinstance(c.type, DateTime))
+# a problem's sentence quotes the field it is about (problem_text): every field of the record, not the
+# timestamps, the clinic or the health counts (a column more costs each row and the query's setup)
+WARNING_COLUMNS = tuple(c for c in Customer.__table__.columns if not isinstance(c.type, DateTime)
+                        and c.key not in ("clinic_id", "health_errors", "health_warnings"))
 
 
 def _per_table(render):
@@ -100,10 +102,11 @@ def warning_rows(customers, clinic_id: int) -> Markup:
     """<tr> per customer for customers/warnings.html: the record and what to fix in it."""
     customer_url = row_urls("customers.detail", "customer_id", clinic_id=clinic_id)
     no_name, ready = escape(gettext("(no name)")), escape(gettext("Ready to invoice."))
+    severity = _per_table(lambda value: badge("severity", value))
     out = []
     for c in customers:
-        problems = "".join(f'<li>{badge("severity", p.get("severity"))} {escape(problem_text(p, c))}</li>'
-                           for p in c.health_problems or ()) or f'<li class="result-ok">{ready}</li>'
+        problems = "".join([f'<li>{severity(p.get("severity"))} {escape(problem_text(p, c))}</li>'
+                            for p in c.health_problems or ()]) or f'<li class="result-ok">{ready}</li>'
         out.append(
             f'<tr><td><a href="{customer_url(c.id)}">{escape(c.name) if c.name else no_name}</a>'
             f'<div class="muted small">{escape(c.external_id)}</div></td>'
