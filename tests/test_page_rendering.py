@@ -70,6 +70,25 @@ def test_warning_rows_escape_what_the_record_holds(world, web, db_session):
     assert f'href="/c/{a.id}/customers/{bad.id}"' in page
 
 
+def test_warning_sentences_in_portuguese_carry_the_ibge_hint_only_where_it_belongs(world, web, db_session):
+    """i18n.problem_text rebuilds a sentence from its code and the record; the right IBGE code the
+    English message computed is carried over in the sentences about the IBGE code."""
+    a = world["clinic_a"]
+    hint = " The IBGE code of Campinas/SP is 3509502."
+    db_session.add(Customer(clinic_id=a.id, external_id="i1", name="Ibge", person_type="PF", city="Campinas",
+                            state="SP", health_errors=2, health_problems=[
+                                {"code": "city_ibge_code.missing", "field": "city_ibge_code", "severity": "error",
+                                 "message": "The IBGE city code is empty." + hint},
+                                {"code": "district.missing", "field": "district", "severity": "error",
+                                 "message": "The district is empty." + hint}]))
+    db_session.commit()
+    owner = web("owner-a@test")
+    owner.get(f"/c/{a.id}/customers/warnings?lang=pt_BR")
+    page = owner.get(f"/c/{a.id}/customers/warnings").get_data(as_text=True)
+    assert page.count(" O código IBGE de Campinas/SP é 3509502.") == 1
+    assert "O código IBGE da cidade está em branco" in page and "O bairro" in page
+
+
 def test_dashboard_chart_counts_a_run_as_soon_as_it_ends(world, web, db_session):
     """The 30-day counts are cached between dashboards and dropped when a run ends."""
     from webapp.sync import runs
