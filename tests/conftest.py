@@ -43,6 +43,24 @@ def serve_sandbox():
         s.stop()
 
 
+@pytest.fixture
+def serve_sandbox_process():
+    """serve_sandbox_process(erp, **faults) -> an ERP's sandbox in a process of its own (its .url),
+    stopped after the test: for tests that judge request timing by the sandbox's clock, which an
+    in-process server reads only when its thread gets this process's interpreter lock."""
+    from bench.common import SandboxProcess
+    procs = []
+
+    def _serve(erp: str, **faults):
+        proc = SandboxProcess(erp, **faults).start()
+        procs.append(proc)
+        return proc
+
+    yield _serve
+    for p in procs:
+        p.stop()
+
+
 # --------------------------------------------------------------------------- the web application
 import re
 import tempfile
