@@ -199,8 +199,7 @@ def r3_token_expiry(quick: bool) -> tuple[bool, dict]:
         def expire():
             # every 5 s: 12 refreshes a minute, inside the 15 a minute the connector allows itself at
             # Bling's token endpoint (20 a minute block the IP); Bling's real tokens last 6 h
-            while not stop.is_set():
-                time.sleep(5.0)
+            while not stop.wait(5.0):  # woken by the end of the scenario, not after its sandbox is gone
                 d.faults("bling", expire_tokens=True)
                 expiries["n"] += 1
 
