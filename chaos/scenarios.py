@@ -145,9 +145,9 @@ def r3_erp_faults(quick: bool) -> tuple[bool, dict]:
         def bursts():
             while not stop.is_set():
                 d.faults("vhsys", throttle_rate=0.6)
-                time.sleep(1.0)
+                stop.wait(1.0)
                 d.faults("vhsys", throttle_rate=0.0)
-                time.sleep(3.0)
+                stop.wait(3.0)
 
         def watch():
             """Every failure must be visible on its run page while it lasts."""
@@ -168,13 +168,16 @@ def r3_erp_faults(quick: bool) -> tuple[bool, dict]:
                     page = owner.get(f"/c/{run.clinic_id}/runs/{run.id}").get_data(as_text=True)
                     if run.error.split(":")[0] in page:
                         shown.add(run.id)
-                time.sleep(0.3)
+                stop.wait(0.3)
 
-        threading.Thread(target=bursts, daemon=True).start()
-        threading.Thread(target=watch, daemon=True).start()
+        helpers = [threading.Thread(target=bursts, daemon=True), threading.Thread(target=watch, daemon=True)]
+        for t in helpers:
+            t.start()
         accepted = post_all(d, customers, invoices)
         idle = d.wait_idle(timeout=300 if quick else 900, settle=5)
         stop.set()
+        for t in helpers:  # done before the sandboxes and the database they use go away
+            t.join(10)
         figures = vhsys_exactly_once(d, customers, invoices)
         stats = d.sandbox_stats("vhsys")
         figures.update(accepted=accepted, requests=stats["requests"], failures_seen=len(observed),
@@ -203,12 +206,14 @@ def r3_token_expiry(quick: bool) -> tuple[bool, dict]:
                 d.faults("bling", expire_tokens=True)
                 expiries["n"] += 1
 
-        threading.Thread(target=expire, daemon=True).start()
+        expirer = threading.Thread(target=expire, daemon=True)
+        expirer.start()
         accepted = 0
         for batch in chunks([{"type": "customer.upserted", "customer": make_customer(i)} for i in range(customers)], 20):
             accepted += len(batch) * (d.post(batch) == 202)
         idle = d.wait_idle(timeout=240 if quick else 600, settle=4)
         stop.set()
+        expirer.join(10)
         state = d.sandbox_state("bling")
         contacts = state.get("contatos") or state.get("contacts") or []
         docs = Counter(re.sub(r"\D", "", str(c.get("numeroDocumento") or "")) for c in contacts)
