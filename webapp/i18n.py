@@ -145,8 +145,9 @@ _DEFAULT_LANG: dict[str, str] = {}
 
 def translations():
     """The page's catalog, looked up once per request: Flask-Babel resolves the domain, the locale and
-    its cache on every call, and a page makes a few hundred of them. The catalog of each language is
-    loaded once, for that language (force_locale), and kept."""
+    its cache on every call, and a page makes a few hundred of them. Each language's catalog, once
+    Flask-Babel has loaded it for a request in that language, is kept here and read without it.
+    (Not force_locale(): it swaps the app's locale selector, which other threads' requests read.)"""
     ctx = _cv_app.get(None)
     if ctx is None:
         return flask_babel.get_translations()
@@ -156,8 +157,9 @@ def translations():
         key = (ctx.app.config.get("BABEL_TRANSLATION_DIRECTORIES"), lang)
         catalog = _CATALOGS.get(key)
         if catalog is None:
-            with flask_babel.force_locale(lang):
-                catalog = _CATALOGS[key] = flask_babel.get_translations()
+            catalog = flask_babel.get_translations()
+            if str(flask_babel.get_locale()) == lang:  # a language set by hand in `g` is not kept
+                _CATALOGS[key] = catalog
         ctx.g._tecpet_translations = catalog
     return catalog
 
