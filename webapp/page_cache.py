@@ -77,7 +77,7 @@ def forget_health(clinic_id: int) -> None:
 
 
 def forget(clinic_id: int, *names: str) -> None:
-    drop_everywhere([_key(name, clinic_id) for name in names], also_delete=True)
+    forget_many((clinic_id,), *names)
 
 
 def forget_many(clinic_ids, *names: str) -> None:

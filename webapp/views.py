@@ -81,10 +81,8 @@ def run_page(clinic_id: int, run_id: int, outcome: str, after: int | None, per_p
     width = len(_RUN_KEYS)
     run = SyncRun(**dict(zip(_RUN_KEYS, rows[0][:width])))
     record = _row_type(tuple(c.key for c in columns))
-    records = [record._make(r[width:]) for r in rows if r[width] is not None]
-    more = len(records) > per_page
-    records = records[:per_page]
-    return run, records, (records[-1].id if more and records else None)
+    records, next_after = _one_page([record._make(r[width:]) for r in rows if r[width] is not None], per_page, "id")
+    return run, records, next_after
 
 
 _RUN_KEYS = tuple(c.key for c in SyncRun.__table__.columns)
@@ -244,7 +242,11 @@ def keyset(query, column, after: int | None, per_page: int, descending: bool = T
         rows = db.session.connection().execute(stmt, params).all()
     else:
         rows = db.session.scalars(stmt, params).all()
+    return _one_page(rows, per_page, column.key)
+
+
+def _one_page(rows, per_page: int, key: str):
+    """The page of a keyset read of per_page + 1 rows, and the key to continue after (None at the end)."""
     more = len(rows) > per_page
     rows = rows[:per_page]
-    next_after = getattr(rows[-1], column.key) if (more and rows) else None
-    return rows, next_after
+    return rows, (getattr(rows[-1], key) if more and rows else None)
