@@ -174,14 +174,17 @@ def table(results: dict, p5: dict | None, v: dict) -> str:
     row("  achieved / own budget", ("P2", "ratio_own_budget"))
     row("P3 Omie requests / 1000 cust.", ("P3", "omie", "per_1000"), target="<= 25", key="P3")
     pages = next((results[k]["P4"]["pages"] for k in kinds if "pages" in (results[k].get("P4") or {})), {})
-    row("P4 healthz p95, all slices (ms)", ("P4", "healthz_p95_ms"), target="", key="P4")
+    row("P4 healthz p95, all slices (ms)", ("P4", "healthz_p95_ms"))
     for name in pages:
         row(f"P4 {name} p95/healthz p95", ("P4", "pages", name, "ratio"), target="<= 5")
+        page_ok = [get(k, "P4", "pages", name, "ok") for k in kinds]
+        rows[-1] = rows[-1][:3] + (" / ".join("-" if ok is None else ("met" if ok else "missed") for ok in page_ok),)
         row("  p95 (ms)", ("P4", "pages", name, "p95_ms"))
         row("  healthz p95 alongside (ms)", ("P4", "pages", name, "healthz_p95_ms"))
         row("  SQL queries per page", ("P4", "pages", name, "queries"))
     row("P6 progress p95 (ms), 200 pollers", ("P6", "p95_ms"), target="<= 20", key="P6")
-    row("  requests/s, errors", ("P6", "rate_per_s"))
+    row("  requests/s", ("P6", "rate_per_s"))
+    row("  errors", ("P6", "errors"))
     if p5 is not None:
         rows.append(("P5 health scan (s)", [_fmt(p5.get("seconds"))] * len(kinds), f"<= {p5.get('target_s')}",
                      v.get("P5", "-")))
