@@ -77,6 +77,14 @@ def run_states(d: Deployment) -> dict:
     return dict(db.session.execute(select(SyncRun.status, func.count()).group_by(SyncRun.status)).all())
 
 
+def failed_run_errors() -> list[str]:
+    """Why the deployment's failed runs failed (the first 160 characters of each distinct error)."""
+    from webapp.extensions import db
+    from webapp.models import SyncRun
+    db.session.rollback()
+    return sorted({r.error[:160] for r in db.session.scalars(select(SyncRun).where(SyncRun.status == "failed"))})
+
+
 def r1_worker_kills(quick: bool) -> tuple[bool, dict]:
     customers, invoices, kills = (300, 30, 10) if quick else (2000, 200, 10)
     rng = random.Random(20261125)
@@ -181,7 +189,8 @@ def r3_erp_faults(quick: bool) -> tuple[bool, dict]:
         figures = vhsys_exactly_once(d, customers, invoices)
         stats = d.sandbox_stats("vhsys")
         figures.update(accepted=accepted, requests=stats["requests"], failures_seen=len(observed),
-                       failures_shown=len(shown), seconds=round(time.monotonic() - started, 1), runs=run_states(d))
+                       failures_shown=len(shown), seconds=round(time.monotonic() - started, 1), runs=run_states(d),
+                       errors=failed_run_errors())
         held = (idle and figures["lost"] == 0 and figures["duplicated"] == 0
                 and len(shown) == len(observed))
     held_b, fig_b = r3_token_expiry(quick)
@@ -218,12 +227,9 @@ def r3_token_expiry(quick: bool) -> tuple[bool, dict]:
         contacts = state.get("contatos") or state.get("contacts") or []
         docs = Counter(re.sub(r"\D", "", str(c.get("numeroDocumento") or "")) for c in contacts)
         expected = {make_customer(i)["tax_id"] for i in range(customers)}
-        from webapp.extensions import db
-        from webapp.models import SyncRun
-        errors = sorted({r.error[:160] for r in db.session.scalars(select(SyncRun).where(SyncRun.status == "failed"))})
         figures = {"customers": len(docs), "lost": len(expected - set(docs)),
                    "duplicated": sum(n - 1 for n in docs.values() if n > 1), "token_expiries": expiries["n"],
-                   "runs": run_states(d), "errors": errors}
+                   "runs": run_states(d), "errors": failed_run_errors()}
     return idle and figures["lost"] == 0 and figures["duplicated"] == 0 and accepted == customers, figures
 
 

@@ -132,6 +132,7 @@ def _show_trouble(run: SyncRun, trouble: list[str]) -> None:
 
 
 def _work(run_id: int, run: SyncRun, integration: Integration, deadline: float, trouble: list[str]) -> str:
+    steps = 0  # committed steps of this slice: progress, whatever happens next
     try:
         connector = build_connector(integration)
         if run.entity == "verify":
@@ -139,6 +140,7 @@ def _work(run_id: int, run: SyncRun, integration: Integration, deadline: float, 
                 if time.monotonic() > deadline:
                     return _continue_later(run)
                 verify_chunk(run, integration, connector, ids)
+                steps += 1
                 _show_trouble(run, trouble)
         elif run.direction == "pull":
             pull_all(run, integration, connector)
@@ -147,16 +149,18 @@ def _work(run_id: int, run: SyncRun, integration: Integration, deadline: float, 
                 if time.monotonic() > deadline:
                     return _continue_later(run)
                 push_customer_chunk(run, integration, connector, ids)
+                steps += 1
                 _show_trouble(run, trouble)
         else:
             while ids := runs.pending_ids(run, 1):
                 if time.monotonic() > deadline:
                     return _continue_later(run)
                 push_invoice(run, integration, connector, db.session.get(SyncRecord, ids[0]))
+                steps += 1
                 _show_trouble(run, trouble)
     except (RateLimitedError, TransientError) as exc:
         db.session.rollback()
-        return _postpone(run_id, exc)
+        return _postpone(run_id, exc, progressed=steps > 0)
     except AuthError as exc:
         db.session.rollback()
         return _fail(run_id, f"The ERP refused the credentials: {exc.plain()}. Support must update them.")
@@ -196,14 +200,23 @@ def chunk_size(connector) -> int:
     return max(1, min(cls.batch_size, max(low, min(high, int(per_second * STEP_SECONDS)))))
 
 
-def _postpone(run_id: int, exc: ConnectorError) -> str:
-    """The ERP is busy or unreachable: keep the remaining records pending and try again later."""
+def _postpone(run_id: int, exc: ConnectorError, progressed: bool = False) -> str:
+    """The ERP is busy or unreachable: keep the remaining records pending and try again later.
+
+    Failures "in a row" are slices that moved nothing: a slice that committed a step before the
+    ERP failed starts the count again, and the backoff with it. An ERP asking us to slow down
+    (429, or our share of its limit used up) is waited for, never counted towards pausing the
+    integration: it is not broken, and support could do nothing about it."""
     run = db.session.get(SyncRun, run_id)
     integration = db.session.get(Integration, run.integration_id)
     run.status = "queued"
     run.error = f"Waiting to retry: {exc.plain()}"
+    if progressed:
+        run.attempts = 0
+        integration.consecutive_failures = 0
     run.attempts = (run.attempts or 0) + 1
-    _count_failure(integration, exc.plain())
+    if not isinstance(exc, RateLimitedError):
+        _count_failure(integration, exc.plain())
     db.session.commit()
     # exponential backoff with full jitter; the ERP's own Retry-After when it gave one
     backoff = min(300.0, 5.0 * 2 ** min(run.attempts, 6))
