@@ -70,6 +70,46 @@ def test_warning_rows_escape_what_the_record_holds(world, web, db_session):
     assert f'href="/c/{a.id}/customers/{bad.id}"' in page
 
 
+def test_kept_warning_rows_follow_the_record_and_the_language(world, web, db_session):
+    """A warning row's HTML is kept by everything it is made of: an edited record, another language
+    or another clinic's page never shows a kept row of something else."""
+    from webapp import table_rows
+    a = world["clinic_a"]
+    c = Customer(clinic_id=a.id, external_id="k1", name="Kept Name", person_type="PF", tax_id="",
+                 health_errors=1, health_problems=[{"code": "tax_id.missing", "field": "tax_id", "severity": "error",
+                                                    "message": "The CPF/CNPJ is empty"}])
+    db_session.add(c)
+    db_session.commit()
+    owner = web("owner-a@test")
+    owner.get(f"/c/{a.id}/customers/warnings?lang=en")
+    table_rows._WARNING_ROWS.clear()
+    first = owner.get(f"/c/{a.id}/customers/warnings").get_data(as_text=True)
+    assert "Kept Name" in first and "The CPF/CNPJ is empty" in first
+    assert any("Kept Name" in html for html in table_rows._WARNING_ROWS.values())
+    assert owner.get(f"/c/{a.id}/customers/warnings").get_data(as_text=True) == first  # the kept rows
+
+    c.name = "Edited Name"
+    c.person_type = "PJ"
+    c.health_problems = [{"code": "tax_id.missing", "field": "tax_id", "severity": "error",
+                          "message": "The CNPJ is empty"}]
+    db_session.commit()
+    edited = owner.get(f"/c/{a.id}/customers/warnings").get_data(as_text=True)
+    assert "Edited Name" in edited and "The CNPJ is empty" in edited and "Kept Name" not in edited
+
+    owner.get(f"/c/{a.id}/customers/warnings?lang=pt_BR")
+    portuguese = owner.get(f"/c/{a.id}/customers/warnings").get_data(as_text=True)
+    assert "O CNPJ está em branco" in portuguese and "The CNPJ is empty" not in portuguese
+
+    table_rows.WARNING_ROWS_KEPT, kept = 4, table_rows.WARNING_ROWS_KEPT
+    try:  # full: the oldest half goes, the page is still whole
+        for n in range(6):
+            table_rows._keep(("old", n), "x")
+        assert len(table_rows._WARNING_ROWS) <= 4 and ("old", 5) in table_rows._WARNING_ROWS
+    finally:
+        table_rows.WARNING_ROWS_KEPT = kept
+        table_rows._WARNING_ROWS.clear()
+
+
 def test_warning_sentences_in_portuguese_carry_the_ibge_hint_only_where_it_belongs(world, web, db_session):
     """i18n.problem_text rebuilds a sentence from its code and the record; the right IBGE code the
     English message computed is carried over in the sentences about the IBGE code."""

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from flask import url_for
 from markupsafe import Markup, escape
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, Text, cast
 
 from .csrf_tokens import csrf_token
 from .formatting import br_date, duration, number, row_urls, tax_id
-from .i18n import badge, gettext, label, problem_text
+from .i18n import badge, current_lang, gettext, label, problem_text
+from .json_values import loads
 from .models import Customer, SyncRecord, SyncRun, utcnow
 
 DASH = "—"
@@ -24,8 +25,10 @@ RUN_COLUMNS = tuple(getattr(SyncRun, name) for name in (
 RECORD_COLUMNS = tuple(getattr(SyncRecord, name) for name in (
     "id", "entity", "local_id", "label", "outcome", "remote_id", "message"))
 # a problem's sentence quotes the field it is about (problem_text): every field of the record, not the
-# timestamps, the clinic or the health counts (a column more costs each row and the query's setup)
-WARNING_COLUMNS = tuple(c for c in Customer.__table__.columns if not isinstance(c.type, DateTime)
+# timestamps, the clinic or the health counts (a column more costs each row and the query's setup);
+# the problem list as its JSON text, parsed only when the row's HTML is not kept (warning_rows)
+WARNING_COLUMNS = tuple(cast(c, Text).label(c.key) if c.key == "health_problems" else c
+                        for c in Customer.__table__.columns if not isinstance(c.type, DateTime)
                         and c.key not in ("clinic_id", "health_errors", "health_warnings"))
 
 
@@ -98,21 +101,57 @@ def record_rows(run, records, clinic_id: int) -> Markup:
     return Markup("".join(out))
 
 
+# a warning row's HTML, kept by everything it is made of: the page's language, the customer's address
+# (clinic and script root) and every value of the row; a changed record is another key, so nothing
+# kept is ever stale. The same first pages are read over and over; the oldest half goes when full
+# (2,000 rows, 40 pages: a few MB a process).
+_WARNING_ROWS: dict[tuple, str] = {}
+WARNING_ROWS_KEPT = 2000
+
+
 def warning_rows(customers, clinic_id: int) -> Markup:
-    """<tr> per customer for customers/warnings.html: the record and what to fix in it."""
+    """<tr> per customer for customers/warnings.html: the record and what to fix in it. Rows of
+    WARNING_COLUMNS (health_problems as JSON text) are kept once rendered; other rows (ORM objects,
+    health_problems a list) are rendered each time."""
     customer_url = row_urls("customers.detail", "customer_id", clinic_id=clinic_id)
-    no_name, ready = escape(gettext("(no name)")), escape(gettext("Ready to invoice."))
-    severity = _per_table(lambda value: badge("severity", value))
+    lang, base = current_lang(), customer_url(0)
+    render = None
     out = []
     for c in customers:
-        problems = "".join([f'<li>{severity(p.get("severity"))} {escape(problem_text(p, c))}</li>'
-                            for p in c.health_problems or ()]) or f'<li class="result-ok">{ready}</li>'
-        out.append(
-            f'<tr><td><a href="{customer_url(c.id)}">{escape(c.name) if c.name else no_name}</a>'
-            f'<div class="muted small">{escape(c.external_id)}</div></td>'
-            f'<td class="nowrap">{escape(tax_id(c.tax_id) or DASH)}</td>\n'
-            f'<td><ul class="problems">{problems}</ul></td></tr>\n')
+        key = (lang, base, tuple(c)) if isinstance(c.health_problems, str) else None
+        html = _WARNING_ROWS.get(key) if key is not None else None
+        if html is None:
+            if render is None:
+                render = _warning_row_renderer(customer_url)
+            html = render(c)
+            if key is not None:
+                _keep(key, html)
+        out.append(html)
     return Markup("".join(out))
+
+
+def _keep(key: tuple, html: str) -> None:
+    if len(_WARNING_ROWS) >= WARNING_ROWS_KEPT:
+        for old in list(_WARNING_ROWS)[:WARNING_ROWS_KEPT // 2]:
+            _WARNING_ROWS.pop(old, None)
+    _WARNING_ROWS[key] = html
+
+
+def _warning_row_renderer(customer_url):
+    no_name, ready = escape(gettext("(no name)")), escape(gettext("Ready to invoice."))
+    severity = _per_table(lambda value: badge("severity", value))
+
+    def render(c) -> str:
+        listed = c.health_problems
+        if isinstance(listed, str):
+            listed = loads(listed)
+        problems = "".join([f'<li>{severity(p.get("severity"))} {escape(problem_text(p, c))}</li>'
+                            for p in listed or ()]) or f'<li class="result-ok">{ready}</li>'
+        return (f'<tr><td><a href="{customer_url(c.id)}">{escape(c.name) if c.name else no_name}</a>'
+                f'<div class="muted small">{escape(c.external_id)}</div></td>'
+                f'<td class="nowrap">{escape(tax_id(c.tax_id) or DASH)}</td>\n'
+                f'<td><ul class="problems">{problems}</ul></td></tr>\n')
+    return render
 
 
 def install(app) -> None:
