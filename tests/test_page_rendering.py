@@ -55,11 +55,16 @@ def test_record_rows_escape_and_offer_retry_only_on_finished_push_runs(world, we
     assert 'name="record_id"' not in owner.get(f"/c/{a.id}/runs/{run.id}").get_data(as_text=True)
 
 
+def _without_tax_id(clinic, **fields) -> Customer:
+    """A person whose record lacks its CPF, with the problem the health check stores for it."""
+    return Customer(clinic_id=clinic.id, person_type="PF", tax_id="", health_errors=1,
+                    health_problems=[{"code": "tax_id.missing", "field": "tax_id", "severity": "error",
+                                      "message": "The CPF/CNPJ is empty"}], **fields)
+
+
 def test_warning_rows_escape_what_the_record_holds(world, web, db_session):
     a = world["clinic_a"]
-    bad = Customer(clinic_id=a.id, external_id="x<1>", name="Zé <script>", person_type="PF", tax_id="",
-                   health_errors=1, health_problems=[{"code": "tax_id.missing", "field": "tax_id", "severity": "error",
-                                                      "message": "The CPF/CNPJ is empty"}])
+    bad = _without_tax_id(a, external_id="x<1>", name="Zé <script>")
     db_session.add(bad)
     db_session.commit()
     owner = web("owner-a@test")
@@ -71,13 +76,11 @@ def test_warning_rows_escape_what_the_record_holds(world, web, db_session):
 
 
 def test_kept_warning_rows_follow_the_record_and_the_language(world, web, db_session):
-    """A warning row's HTML is kept by everything it is made of: an edited record, another language
-    or another clinic's page never shows a kept row of something else."""
+    """A warning row's HTML is kept by everything it is made of: after an edit of the record or a
+    switch of language the page never shows the row kept before."""
     from webapp import table_rows
     a = world["clinic_a"]
-    c = Customer(clinic_id=a.id, external_id="k1", name="Kept Name", person_type="PF", tax_id="",
-                 health_errors=1, health_problems=[{"code": "tax_id.missing", "field": "tax_id", "severity": "error",
-                                                    "message": "The CPF/CNPJ is empty"}])
+    c = _without_tax_id(a, external_id="k1", name="Kept Name")
     db_session.add(c)
     db_session.commit()
     owner = web("owner-a@test")

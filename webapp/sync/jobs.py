@@ -212,9 +212,8 @@ def _postpone(run_id: int, exc: ConnectorError, progressed: bool = False) -> str
     run.status = "queued"
     run.error = f"Waiting to retry: {exc.plain()}"
     if progressed:
-        run.attempts = 0
         integration.consecutive_failures = 0
-    run.attempts = (run.attempts or 0) + 1
+    run.attempts = 1 if progressed else (run.attempts or 0) + 1
     if not isinstance(exc, RateLimitedError):
         _count_failure(integration, exc.plain())
     db.session.commit()
